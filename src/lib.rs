@@ -1,0 +1,4 @@
+//! cosmount: mount a Tencent COS bucket with FUSE.
+#![forbid(unsafe_code)]
+
+pub mod cos;
