@@ -2,3 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod cos;
+pub mod emulator;
+pub mod file_stream;

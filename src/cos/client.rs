@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -143,27 +142,9 @@ impl Body {
         match self {
             Body::Empty => reqwest::Body::from(Bytes::new()),
             Body::Bytes(b) => reqwest::Body::from(b),
-            Body::File { file, offset, len } => {
-                let stream =
-                    futures::stream::unfold((file, offset, len), |(file, off, left)| async move {
-                        if left == 0 {
-                            return None;
-                        }
-                        let n = left.min(FILE_CHUNK);
-                        let f = file.clone();
-                        let res = tokio::task::spawn_blocking(move || {
-                            let mut buf = vec![0u8; n as usize];
-                            f.read_exact_at(&mut buf, off).map(|_| Bytes::from(buf))
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-                        match res {
-                            Ok(b) => Some((Ok(b), (file, off + n, left - n))),
-                            Err(e) => Some((Err(e), (file, off, 0))),
-                        }
-                    });
-                reqwest::Body::wrap_stream(stream)
-            }
+            Body::File { file, offset, len } => reqwest::Body::wrap_stream(
+                crate::file_stream::file_range(file, offset, len, FILE_CHUNK),
+            ),
         }
     }
 }
@@ -322,6 +303,12 @@ impl PutObject {
 
     pub fn metadata(mut self, m: ObjectMetadata) -> Self {
         self.metadata = m;
+        self
+    }
+
+    /// Sends this `Content-MD5` (base64 of the binary digest).
+    pub fn content_md5(mut self, md5_b64: impl Into<String>) -> Self {
+        self.content_md5 = Some(md5_b64.into());
         self
     }
 

@@ -1,0 +1,104 @@
+//! Shared test fixtures: an emulator with a temporary data directory, clients for it, and
+//! (in `mount`) a FUSE mount of it owned by a guard that unmounts on drop.
+#![allow(dead_code)]
+
+pub mod mount;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cosmount::cos::auth::Credentials;
+use cosmount::cos::retry::RetryPolicy;
+use cosmount::cos::{ClientConfig, CosClient, Endpoint};
+use cosmount::emulator::{Emulator, EmulatorConfig};
+
+pub const BUCKET: &str = "examplebucket-1250000000";
+
+/// An emulator on 127.0.0.1 with its own data directory; both go away on drop.
+pub struct TestEmulator {
+    pub emulator: Emulator,
+    pub dir: tempfile::TempDir,
+    pub config: EmulatorConfig,
+}
+
+impl TestEmulator {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(tweak: impl FnOnce(&mut EmulatorConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmulatorConfig {
+            data_dir: dir.path().join("data"),
+            ..Default::default()
+        };
+        tweak(&mut config);
+        let emulator = Emulator::start_background(config.clone()).unwrap();
+        TestEmulator {
+            emulator,
+            dir,
+            config,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.emulator.endpoint()
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        let c = Credentials::new(
+            self.config.secret_id.clone(),
+            self.config.secret_key.expose().to_string(),
+        );
+        match &self.config.session_token {
+            Some(t) => c.with_session_token(t.expose().to_string()),
+            None => c,
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            bucket: self.config.buckets[0].clone(),
+            endpoint: Endpoint::Url(self.endpoint().parse().unwrap()),
+            credentials: self.credentials(),
+            retry: RetryPolicy {
+                base_delay: Duration::from_millis(2),
+                max_delay: Duration::from_millis(50),
+                ..RetryPolicy::default()
+            },
+            read_timeout: Duration::from_secs(5),
+            ..Default::default()
+        }
+    }
+
+    pub fn client(&self) -> Arc<CosClient> {
+        Arc::new(CosClient::new(self.client_config()).unwrap())
+    }
+
+    pub fn op_count(&self, op: &str) -> u64 {
+        self.emulator.stats().get(op).copied().unwrap_or(0)
+    }
+}
+
+/// A tokio runtime for driving the async client from a synchronous test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
