@@ -1,6 +1,9 @@
 //! cosmount: mount a Tencent COS bucket with FUSE.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod cos;
 pub mod emulator;
 pub mod file_stream;
+pub mod fs;
+pub mod fuse;

@@ -1,1 +1,354 @@
-fn main() {}
+//! `cosmount`: mount a COS bucket; `cosmount cleanup-uploads`: abort leftover multipart uploads.
+//!
+//! Start-up checks the mountpoint and the bucket (HEAD Bucket) before mounting and fails with
+//! one clear line. Without `--foreground` the command re-runs itself as a detached child and
+//! returns once the child reports the mount ready (or prints the child's error and fails), so
+//! no `unsafe` fork is needed. SIGTERM and SIGINT unmount cleanly.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use clap::Parser;
+use cosmount::config::{self, CleanupArgs, ConfigError, MountConfig};
+use cosmount::cos::client::parse_initiated;
+use cosmount::cos::{CosClient, CosError, ListObjects, ObjectClient};
+use cosmount::fs::Filesystem;
+use cosmount::fuse::FuseAdapter;
+
+/// Set in the environment of the detached child of a daemonising mount.
+const DAEMON_CHILD_ENV: &str = "COSMOUNT_DAEMON_CHILD";
+/// The line the child prints on stdout once the mount is ready.
+const READY_LINE: &str = "cosmount-ready";
+
+/// Exit codes: 2 for bad arguments or configuration, 1 when mounting fails.
+const EXIT_USAGE: i32 = 2;
+const EXIT_FAILURE: i32 = 1;
+
+fn fail(code: i32, msg: impl std::fmt::Display) -> ! {
+    // A daemon child reports through its stdout pipe, which the parent prints.
+    if std::env::var_os(DAEMON_CHILD_ENV).is_some() {
+        println!("error: {msg}");
+        let _ = std::io::stdout().flush();
+    } else {
+        eprintln!("cosmount: {msg}");
+    }
+    std::process::exit(code)
+}
+
+fn init_logging(level: Option<&str>) {
+    let default = level.unwrap_or("info");
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp_millis()
+        .try_init();
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "cleanup-uploads") {
+        let mut rest = vec![OsString::from("cosmount cleanup-uploads")];
+        rest.extend(args.into_iter().skip(2));
+        std::process::exit(cleanup_uploads(rest));
+    }
+    let cfg = match config::parse_mount(args.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version are not errors.
+            if args
+                .iter()
+                .any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V")
+            {
+                let _ = config::MountArgs::try_parse_from(args).map_err(|e| e.exit());
+            }
+            fail(EXIT_USAGE, e)
+        }
+    };
+    init_logging(cfg.log_level.as_deref());
+    if let Err(e) = config::check_mountpoint(&cfg.mountpoint, cfg.nonempty) {
+        fail(EXIT_FAILURE, e);
+    }
+    if !cfg.foreground && std::env::var_os(DAEMON_CHILD_ENV).is_none() {
+        std::process::exit(daemonise(&cfg, args));
+    }
+    std::process::exit(run_mount(cfg));
+}
+
+/// Re-runs this command as a detached child and waits for it to report the mount ready.
+fn daemonise(cfg: &MountConfig, args: Vec<OsString>) -> i32 {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => fail(EXIT_FAILURE, format!("cannot find my own executable: {e}")),
+    };
+    let log: Stdio = match &cfg.log_file {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            Ok(f) => f.into(),
+            Err(e) => fail(
+                EXIT_USAGE,
+                format!("cannot open log file {}: {e}", p.display()),
+            ),
+        },
+        None => Stdio::null(),
+    };
+    let mut child = match Command::new(exe)
+        .args(&args[1..])
+        .env(DAEMON_CHILD_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .current_dir("/")
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => fail(EXIT_FAILURE, format!("cannot start the mount process: {e}")),
+    };
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    let line = line.trim();
+    if line == READY_LINE {
+        return 0;
+    }
+    let _ = child.wait();
+    match line.strip_prefix("error: ") {
+        Some(msg) => eprintln!("cosmount: {msg}"),
+        None => eprintln!("cosmount: the mount process exited during start-up"),
+    }
+    EXIT_FAILURE
+}
+
+/// Explains a failed bucket check in one line.
+async fn explain_bucket_error(client: &CosClient, bucket: &str, e: CosError) -> String {
+    let endpoint = match &client.config().endpoint {
+        cosmount::cos::Endpoint::Url(u) => u.to_string(),
+        cosmount::cos::Endpoint::Region(r) => format!("https://{bucket}.cos.{r}.myqcloud.com"),
+    };
+    if e.is_transport() {
+        return format!("cannot reach the COS endpoint {endpoint}: {}", e.root());
+    }
+    // HEAD has no body: ask again with a GET to learn COS's error code.
+    let code = match client.list_objects(ListObjects::new("").max_keys(1)).await {
+        Err(e2) => e2.code().map(str::to_string),
+        Ok(_) => None,
+    }
+    .or_else(|| e.code().map(str::to_string))
+    .unwrap_or_default();
+    match (e.status(), code.as_str()) {
+        (_, "SignatureDoesNotMatch") => {
+            "bad credentials: the SecretKey does not match the SecretId (SignatureDoesNotMatch)"
+                .into()
+        }
+        (_, "InvalidAccessKeyId") => {
+            "bad credentials: the SecretId is unknown (InvalidAccessKeyId)".into()
+        }
+        (_, "ExpiredToken") | (_, "InvalidToken") => {
+            "bad credentials: the session token is invalid or expired".into()
+        }
+        (Some(404), _) | (_, "NoSuchBucket") => {
+            format!("no such bucket: {bucket} at {endpoint} (check the bucket name and region)")
+        }
+        (Some(403), c) => {
+            format!("access denied to bucket {bucket} ({c}): check the credentials' permissions")
+        }
+        _ => format!("cannot use bucket {bucket} at {endpoint}: {e}"),
+    }
+}
+
+fn run_mount(cfg: MountConfig) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cosmount")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => fail(EXIT_FAILURE, format!("cannot start the runtime: {e}")),
+    };
+    let client = match CosClient::new(cfg.client.clone()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => fail(EXIT_USAGE, e),
+    };
+    if let Err(e) = runtime.block_on(client.head_bucket()) {
+        let msg = runtime.block_on(explain_bucket_error(&client, &cfg.bucket, e));
+        fail(EXIT_FAILURE, msg);
+    }
+    if let Err(e) = std::fs::create_dir_all(&cfg.fs.cache_dir) {
+        fail(
+            EXIT_USAGE,
+            format!(
+                "cannot create cache directory {}: {e}",
+                cfg.fs.cache_dir.display()
+            ),
+        );
+    }
+    let fs = Arc::new(Filesystem::new(client, cfg.fs.clone()));
+    let adapter = FuseAdapter::new(fs, runtime.handle().clone());
+    let mut fuse_cfg = fuser::Config::default();
+    fuse_cfg.mount_options = vec![
+        fuser::MountOption::FSName(format!("cosmount:{}", cfg.bucket)),
+        fuser::MountOption::Subtype("cosmount".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    if cfg.fs.read_only {
+        fuse_cfg.mount_options.push(fuser::MountOption::RO);
+    }
+    if cfg.auto_unmount {
+        fuse_cfg.mount_options.push(fuser::MountOption::AutoUnmount);
+    }
+    fuse_cfg.acl = if cfg.allow_other {
+        fuser::SessionACL::All
+    } else if cfg.allow_root {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    let mut session = match fuser::Session::new(adapter, &cfg.mountpoint, &fuse_cfg) {
+        Ok(s) => s,
+        Err(e) => fail(
+            EXIT_FAILURE,
+            format!("cannot mount on {}: {e}", cfg.mountpoint.display()),
+        ),
+    };
+    log::info!(
+        "mounted bucket {} on {}",
+        cfg.bucket,
+        cfg.mountpoint.display()
+    );
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = cfg.mountpoint.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            log::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        log::info!("signal received: unmounting {}", mountpoint.display());
+        if let Err(e) = unmounter.unmount() {
+            log::warn!("unmount failed ({e}); files are still open, unmounting lazily");
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&mountpoint)
+                .status();
+        }
+    });
+    if std::env::var_os(DAEMON_CHILD_ENV).is_some() {
+        println!("{READY_LINE}");
+        let _ = std::io::stdout().flush();
+    }
+    let result = session.run();
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("the FUSE session ended with an error: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// `cosmount cleanup-uploads`: lists incomplete multipart uploads, aborts them with --apply.
+fn cleanup_uploads(args: Vec<OsString>) -> i32 {
+    let a = match CleanupArgs::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    init_logging(Some("warn"));
+    let older = match config::parse_duration(&a.older_than) {
+        Ok(d) => d,
+        Err(e) => fail(EXIT_USAGE, e),
+    };
+    let client_cfg = match config::client_config(&a.bucket, &a.conn) {
+        Ok((c, _)) => c,
+        Err(ConfigError(e)) => fail(EXIT_USAGE, e),
+    };
+    let client = match CosClient::new(client_cfg) {
+        Ok(c) => c,
+        Err(e) => fail(EXIT_USAGE, e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => fail(EXIT_FAILURE, format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        if let Err(e) = client.head_bucket().await {
+            let msg = explain_bucket_error(&client, &a.bucket, e).await;
+            fail(EXIT_FAILURE, msg);
+        }
+        let now = std::time::SystemTime::now();
+        let (mut key_marker, mut id_marker) = (String::new(), String::new());
+        let (mut found, mut aborted, mut failed) = (0, 0, 0);
+        loop {
+            let page = match client
+                .list_multipart_uploads(&a.prefix, &key_marker, &id_marker)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => fail(EXIT_FAILURE, format!("cannot list multipart uploads: {e}")),
+            };
+            for u in &page.uploads {
+                let age = parse_initiated(&u.initiated)
+                    .and_then(|t| now.duration_since(t).ok())
+                    .unwrap_or_default();
+                if age < older {
+                    continue;
+                }
+                found += 1;
+                if a.apply {
+                    match client.abort_multipart_upload(&u.key, &u.upload_id).await {
+                        Ok(()) => {
+                            aborted += 1;
+                            println!(
+                                "aborted {} (upload {}, {}s old)",
+                                u.key,
+                                u.upload_id,
+                                age.as_secs()
+                            );
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("cosmount: could not abort {} ({}): {e}", u.key, u.upload_id);
+                        }
+                    }
+                } else {
+                    println!(
+                        "would abort {} (upload {}, {}s old)",
+                        u.key,
+                        u.upload_id,
+                        age.as_secs()
+                    );
+                }
+            }
+            match (
+                page.is_truncated,
+                page.next_key_marker,
+                page.next_upload_id_marker,
+            ) {
+                (true, Some(k), Some(i)) => {
+                    key_marker = k;
+                    id_marker = i;
+                }
+                _ => break,
+            }
+        }
+        if a.apply {
+            println!("{aborted} incomplete upload(s) aborted, {failed} failed");
+        } else {
+            println!("{found} incomplete upload(s) found; run again with --apply to abort them");
+        }
+        if failed > 0 { EXIT_FAILURE } else { 0 }
+    })
+}

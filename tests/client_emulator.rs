@@ -54,7 +54,10 @@ fn object_round_trip_with_metadata_ranges_and_conditions() {
         assert_eq!(info.user.get("mode").map(String::as_str), Some("33261"));
         assert_eq!(info.content_type.as_deref(), Some("text/plain"));
 
-        let (_, body) = c.get_object_bytes(GetObject::new("dir/a.bin")).await.unwrap();
+        let (_, body) = c
+            .get_object_bytes(GetObject::new("dir/a.bin"))
+            .await
+            .unwrap();
         assert_eq!(&body[..], &data[..]);
         let (ri, part) = c
             .get_object_bytes(GetObject::new("dir/a.bin").range(1000, 5000))
@@ -91,7 +94,10 @@ fn object_round_trip_with_metadata_ranges_and_conditions() {
         // A corrupted body is refused, and nothing is stored.
         let bad = PutObject::new("bad", Body::Bytes(Bytes::from_static(b"abc")))
             .content_md5("AAAAAAAAAAAAAAAAAAAAAA==");
-        assert_eq!(c.put_object(bad).await.unwrap_err().code(), Some("BadDigest"));
+        assert_eq!(
+            c.put_object(bad).await.unwrap_err().code(),
+            Some("BadDigest")
+        );
         assert!(c.head_object("bad").await.unwrap_err().is_not_found());
     });
 }
@@ -109,9 +115,12 @@ fn awkward_keys_round_trip() {
     ];
     runtime().block_on(async {
         for (i, k) in keys.iter().enumerate() {
-            c.put_object(PutObject::new(*k, Body::Bytes(Bytes::from(vec![i as u8; i + 1]))))
-                .await
-                .unwrap();
+            c.put_object(PutObject::new(
+                *k,
+                Body::Bytes(Bytes::from(vec![i as u8; i + 1])),
+            ))
+            .await
+            .unwrap();
         }
         for (i, k) in keys.iter().enumerate() {
             let (_, b) = c.get_object_bytes(GetObject::new(*k)).await.unwrap();
@@ -190,15 +199,30 @@ fn multipart_upload_rules_and_part_copy() {
         let m = meta(&[("mode", "33188")]);
         let id = c.create_multipart_upload("big", &m).await.unwrap();
         let p1 = c
-            .upload_part("big", &id, 1, Body::Bytes(Bytes::copy_from_slice(&data[..MIB])))
+            .upload_part(
+                "big",
+                &id,
+                1,
+                Body::Bytes(Bytes::copy_from_slice(&data[..MIB])),
+            )
             .await
             .unwrap();
         let p2 = c
-            .upload_part("big", &id, 2, Body::Bytes(Bytes::copy_from_slice(&data[MIB..2 * MIB])))
+            .upload_part(
+                "big",
+                &id,
+                2,
+                Body::Bytes(Bytes::copy_from_slice(&data[MIB..2 * MIB])),
+            )
             .await
             .unwrap();
         let p3 = c
-            .upload_part("big", &id, 3, Body::Bytes(Bytes::copy_from_slice(&data[2 * MIB..])))
+            .upload_part(
+                "big",
+                &id,
+                3,
+                Body::Bytes(Bytes::copy_from_slice(&data[2 * MIB..])),
+            )
             .await
             .unwrap();
         let listed = c.list_parts("big", &id, 0).await.unwrap();
@@ -208,13 +232,14 @@ fn multipart_upload_rules_and_part_copy() {
         assert_eq!(uploads.uploads[0].key, "big");
 
         // Wrong ETag and gaps are refused; the upload survives a refused Complete.
-        let wrong = [
-            CompletedPart {
-                part_number: 1,
-                etag: "\"bad\"".into(),
-            },
-        ];
-        let e = c.complete_multipart_upload("big", &id, &wrong).await.unwrap_err();
+        let wrong = [CompletedPart {
+            part_number: 1,
+            etag: "\"bad\"".into(),
+        }];
+        let e = c
+            .complete_multipart_upload("big", &id, &wrong)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("InvalidPart"));
         let gap = [
             CompletedPart {
@@ -226,16 +251,26 @@ fn multipart_upload_rules_and_part_copy() {
                 etag: p3.etag.clone(),
             },
         ];
-        let e = c.complete_multipart_upload("big", &id, &gap).await.unwrap_err();
+        let e = c
+            .complete_multipart_upload("big", &id, &gap)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("InvalidPart"));
 
         let parts = [(1, p1), (2, p2), (3, p3)].map(|(n, p)| CompletedPart {
             part_number: n,
             etag: p.etag,
         });
-        let done = c.complete_multipart_upload("big", &id, &parts).await.unwrap();
+        let done = c
+            .complete_multipart_upload("big", &id, &parts)
+            .await
+            .unwrap();
         assert!(done.etag.ends_with("-3\""), "{}", done.etag);
-        assert_eq!(done.crc64, Some(crc64::checksum(&data)), "CRC combined from parts");
+        assert_eq!(
+            done.crc64,
+            Some(crc64::checksum(&data)),
+            "CRC combined from parts"
+        );
         let (info, body) = c.get_object_bytes(GetObject::new("big")).await.unwrap();
         assert_eq!(&body[..], &data[..]);
         assert_eq!(info.user.get("mode").map(String::as_str), Some("33188"));
@@ -283,7 +318,12 @@ fn multipart_upload_rules_and_part_copy() {
             .await
             .unwrap();
         let c2 = c
-            .upload_part("appended", &id, 2, Body::Bytes(Bytes::from_static(b"tail!")))
+            .upload_part(
+                "appended",
+                &id,
+                2,
+                Body::Bytes(Bytes::from_static(b"tail!")),
+            )
             .await
             .unwrap();
         c.complete_multipart_upload(
@@ -302,7 +342,10 @@ fn multipart_upload_rules_and_part_copy() {
         )
         .await
         .unwrap();
-        let (_, body) = c.get_object_bytes(GetObject::new("appended")).await.unwrap();
+        let (_, body) = c
+            .get_object_bytes(GetObject::new("appended"))
+            .await
+            .unwrap();
         assert_eq!(&body[..2 * MIB], &data[..2 * MIB]);
         assert_eq!(&body[2 * MIB..], b"tail!");
     });
@@ -321,7 +364,12 @@ fn copy_keeps_or_replaces_metadata_and_delete_multiple() {
         .unwrap();
         c.copy_object(CopyObject::new("src", "kept")).await.unwrap();
         assert_eq!(
-            c.head_object("kept").await.unwrap().user.get("mode").unwrap(),
+            c.head_object("kept")
+                .await
+                .unwrap()
+                .user
+                .get("mode")
+                .unwrap(),
             "33188"
         );
         c.copy_object(CopyObject::new("src", "src").replace_metadata(meta(&[("mode", "33152")])))
@@ -336,13 +384,19 @@ fn copy_keeps_or_replaces_metadata_and_delete_multiple() {
             .await
             .unwrap_err();
         assert!(e.is_precondition_failed());
-        let e = c.copy_object(CopyObject::new("missing", "x")).await.unwrap_err();
+        let e = c
+            .copy_object(CopyObject::new("missing", "x"))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("NoSuchCopySource"));
 
         let keys: Vec<String> = (0..1500).map(|i| format!("del/{i}")).collect();
         for chunk in keys.chunks(100) {
             futures::future::join_all(chunk.iter().map(|k| {
-                c.put_object(PutObject::new(k.clone(), Body::Bytes(Bytes::from_static(b"1"))))
+                c.put_object(PutObject::new(
+                    k.clone(),
+                    Body::Bytes(Bytes::from_static(b"1")),
+                ))
             }))
             .await;
         }
@@ -370,22 +424,36 @@ fn sse_c_needs_the_same_key_everywhere() {
     let plain = emu.client();
     runtime().block_on(async {
         with_key
-            .put_object(PutObject::new("secret", Body::Bytes(Bytes::from_static(b"classified"))))
+            .put_object(PutObject::new(
+                "secret",
+                Body::Bytes(Bytes::from_static(b"classified")),
+            ))
             .await
             .unwrap();
         let info = with_key.head_object("secret").await.unwrap();
         assert!(info.sse_customer);
-        let (_, b) = with_key.get_object_bytes(GetObject::new("secret")).await.unwrap();
+        let (_, b) = with_key
+            .get_object_bytes(GetObject::new("secret"))
+            .await
+            .unwrap();
         assert_eq!(&b[..], b"classified");
         for client in [&*plain as &dyn ObjectClient, &other_key] {
-            let e = client.get_object_bytes(GetObject::new("secret")).await.unwrap_err();
+            let e = client
+                .get_object_bytes(GetObject::new("secret"))
+                .await
+                .unwrap_err();
             assert!(e.is_sse_key_error(), "{e}");
             assert_eq!(e.status(), Some(400));
             let e = client.head_object("secret").await.unwrap_err();
             assert_eq!(e.status(), Some(400));
         }
         // A copy (rename, chmod) of an SSE-C object needs the source key and stays encrypted.
-        assert!(plain.copy_object(CopyObject::new("secret", "moved")).await.is_err());
+        assert!(
+            plain
+                .copy_object(CopyObject::new("secret", "moved"))
+                .await
+                .is_err()
+        );
         with_key
             .copy_object(CopyObject::new("secret", "moved"))
             .await
@@ -444,7 +512,10 @@ fn sse_cos_and_kms_are_echoed() {
             c.put_object(PutObject::new("e", Body::Bytes(Bytes::from_static(b"x"))))
                 .await
                 .unwrap();
-            assert_eq!(c.head_object("e").await.unwrap().sse.as_deref(), Some(expect));
+            assert_eq!(
+                c.head_object("e").await.unwrap().sse.as_deref(),
+                Some(expect)
+            );
             c.copy_object(CopyObject::new("e", "e2")).await.unwrap();
             assert_eq!(
                 c.head_object("e2").await.unwrap().sse.as_deref(),
@@ -475,11 +546,17 @@ fn bad_credentials_are_refused_and_store_nothing() {
             .unwrap_err();
         assert_eq!(e.status(), Some(403));
         assert_eq!(e.code(), Some("SignatureDoesNotMatch"));
-        assert!(!e.to_string().contains("wrong"), "no secret in the error: {e}");
+        assert!(
+            !e.to_string().contains("wrong"),
+            "no secret in the error: {e}"
+        );
         assert_eq!(emu.emulator.object_count(BUCKET), 0);
         let e = wrong_id.head_bucket().await.unwrap_err();
         assert_eq!(e.status(), Some(403));
-        let e = wrong_id.list_objects(ListObjects::new("")).await.unwrap_err();
+        let e = wrong_id
+            .list_objects(ListObjects::new(""))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("InvalidAccessKeyId"));
     });
 }
@@ -503,7 +580,10 @@ fn temporary_credentials_need_their_token() {
         good.put_object(PutObject::new("t", Body::Bytes(Bytes::from_static(b"x"))))
             .await
             .unwrap();
-        assert_eq!(no_token.head_bucket().await.unwrap_err().status(), Some(403));
+        assert_eq!(
+            no_token.head_bucket().await.unwrap_err().status(),
+            Some(403)
+        );
     });
 }
 
@@ -516,9 +596,12 @@ fn idempotent_operations_survive_twenty_percent_503() {
         for i in 0..40 {
             let k = format!("r/{i}");
             let data = pattern(2000 + i, i as u64);
-            c.put_object(PutObject::new(k.clone(), Body::Bytes(Bytes::from(data.clone()))))
-                .await
-                .unwrap();
+            c.put_object(PutObject::new(
+                k.clone(),
+                Body::Bytes(Bytes::from(data.clone())),
+            ))
+            .await
+            .unwrap();
             assert_eq!(c.head_object(&k).await.unwrap().size, data.len() as u64);
             let (_, b) = c.get_object_bytes(GetObject::new(k.clone())).await.unwrap();
             assert_eq!(&b[..], &data[..]);
@@ -534,11 +617,21 @@ fn idempotent_operations_survive_twenty_percent_503() {
             .await
             .unwrap();
         let p1 = c
-            .upload_part("mp", &id, 1, Body::Bytes(Bytes::copy_from_slice(&big[..2 * MIB])))
+            .upload_part(
+                "mp",
+                &id,
+                1,
+                Body::Bytes(Bytes::copy_from_slice(&big[..2 * MIB])),
+            )
             .await
             .unwrap();
         let p2 = c
-            .upload_part("mp", &id, 2, Body::Bytes(Bytes::copy_from_slice(&big[2 * MIB..])))
+            .upload_part(
+                "mp",
+                &id,
+                2,
+                Body::Bytes(Bytes::copy_from_slice(&big[2 * MIB..])),
+            )
             .await
             .unwrap();
         c.complete_multipart_upload(
@@ -661,7 +754,10 @@ fn file_bodies_stream_from_disk() {
         ))
         .await
         .unwrap();
-        let (_, b) = c.get_object_bytes(GetObject::new("from-file")).await.unwrap();
+        let (_, b) = c
+            .get_object_bytes(GetObject::new("from-file"))
+            .await
+            .unwrap();
         assert_eq!(&b[..], &data[1000..1000 + 2 * MIB]);
     });
 }
@@ -727,7 +823,10 @@ fn raw_request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -736,29 +835,72 @@ fn bad_input_gets_cos_errors_not_crashes() {
     let emu = TestEmulator::start();
     let c = emu.client();
     runtime().block_on(async {
-        c.put_object(PutObject::new("obj", Body::Bytes(Bytes::from_static(b"0123456789"))))
-            .await
-            .unwrap();
+        c.put_object(PutObject::new(
+            "obj",
+            Body::Bytes(Bytes::from_static(b"0123456789")),
+        ))
+        .await
+        .unwrap();
     });
-    let (st, body) = raw_request(&emu, "POST", "/obj", "uploadId=nope", &[], b"<not xml", None);
+    let (st, body) = raw_request(
+        &emu,
+        "POST",
+        "/obj",
+        "uploadId=nope",
+        &[],
+        b"<not xml",
+        None,
+    );
     assert_eq!(st, 404, "{body}");
     assert!(body.contains("<Code>NoSuchUpload</Code>"));
     let id = runtime()
         .block_on(c.create_multipart_upload("obj2", &ObjectMetadata::default()))
         .unwrap();
-    let (st, body) = raw_request(&emu, "POST", "/obj2", &format!("uploadId={id}"), &[], b"<Complete<<>", None);
+    let (st, body) = raw_request(
+        &emu,
+        "POST",
+        "/obj2",
+        &format!("uploadId={id}"),
+        &[],
+        b"<Complete<<>",
+        None,
+    );
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("<Code>MalformedXML</Code>"), "{body}");
-    let (st, body) = raw_request(&emu, "GET", "/obj", "", &[("Range", "bytes=zz".into())], b"", None);
+    let (st, body) = raw_request(
+        &emu,
+        "GET",
+        "/obj",
+        "",
+        &[("Range", "bytes=zz".into())],
+        b"",
+        None,
+    );
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("<Error>"));
-    let (st, body) = raw_request(&emu, "GET", "/obj", "", &[("Range", "bytes=50-60".into())], b"", None);
+    let (st, body) = raw_request(
+        &emu,
+        "GET",
+        "/obj",
+        "",
+        &[("Range", "bytes=50-60".into())],
+        b"",
+        None,
+    );
     assert_eq!(st, 416, "{body}");
     assert!(body.contains("<Code>InvalidRange</Code>"));
     let (st, body) = raw_request(&emu, "GET", "/obj", "acl", &[], b"", None);
     assert_eq!(st, 501, "{body}");
     assert!(body.contains("<Code>NotImplemented</Code>"));
-    let (st, body) = raw_request(&emu, "GET", "/obj", "", &[("x-cos-meta-huge", "a".repeat(100_000))], b"", None);
+    let (st, body) = raw_request(
+        &emu,
+        "GET",
+        "/obj",
+        "",
+        &[("x-cos-meta-huge", "a".repeat(100_000))],
+        b"",
+        None,
+    );
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("<Error>"));
     let (st, _) = raw_request(&emu, "PUT", "/truncated", "", &[], b"only-part", Some(1000));

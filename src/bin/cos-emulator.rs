@@ -66,7 +66,10 @@ fn main() {
         faults: args.faults,
         debug: args.debug,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cos-emulator: cannot start the runtime: {e}");
@@ -83,13 +86,14 @@ fn main() {
         };
         println!("listening on {}", emulator.endpoint());
         let _ = std::io::stdout().flush();
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cos-emulator: cannot handle SIGTERM: {e}");
-                return 1;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cos-emulator: cannot handle SIGTERM: {e}");
+                    return 1;
+                }
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

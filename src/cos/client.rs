@@ -325,6 +325,9 @@ impl PutObject {
 pub struct PutOutput {
     pub etag: String,
     pub crc64: Option<u64>,
+    /// The new object's Last-Modified as far as the response tells (`Last-Modified`, a Copy
+    /// result's `LastModified`, else the response `Date`; second precision, like HEAD's).
+    pub last_modified: Option<SystemTime>,
 }
 
 /// PUT Object - Copy (§3.6) within this bucket.
@@ -921,6 +924,13 @@ fn crc_header(h: &HeaderMap) -> Option<u64> {
     header_str(h, "x-cos-hash-crc64ecma").and_then(|v| v.parse().ok())
 }
 
+/// The time a write response says the object was made: `Last-Modified`, else `Date`.
+fn written_at(h: &HeaderMap) -> Option<SystemTime> {
+    header_str(h, "last-modified")
+        .or_else(|| header_str(h, "date"))
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+}
+
 /// Parses `2020-12-10T03:37:30.000Z` (listings) to a time.
 pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
     let s = s.trim();
@@ -1143,6 +1153,7 @@ impl ObjectClient for CosClient {
                 .unwrap_or_default()
                 .to_string(),
             crc64: crc_header(resp.headers()),
+            last_modified: written_at(resp.headers()),
         })
     }
 
@@ -1212,6 +1223,7 @@ impl ObjectClient for CosClient {
         Ok(PutOutput {
             etag: res.etag,
             crc64: crc_header(&headers),
+            last_modified: parse_iso8601(&res.last_modified).or_else(|| written_at(&headers)),
         })
     }
 
@@ -1377,6 +1389,7 @@ impl ObjectClient for CosClient {
                 return Ok(PutOutput {
                     etag: info.etag,
                     crc64: info.crc64,
+                    last_modified: Some(info.last_modified),
                 });
             }
             Err(e) => return Err(e),
@@ -1389,6 +1402,7 @@ impl ObjectClient for CosClient {
         Ok(PutOutput {
             etag: res.etag,
             crc64: crc_header(&headers),
+            last_modified: written_at(&headers),
         })
     }
 

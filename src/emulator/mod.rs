@@ -7,6 +7,7 @@
 //! its own runtime (for tests whose main thread does blocking file I/O on a mount).
 
 pub mod faults;
+pub mod header_case;
 pub mod server;
 pub mod store;
 
@@ -66,9 +67,9 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let appid_ok = name
-        .rsplit_once('-')
-        .is_some_and(|(n, id)| !n.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
+    let appid_ok = name.rsplit_once('-').is_some_and(|(n, id)| {
+        !n.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+    });
     if !ok_chars || !appid_ok || name.starts_with('-') || name.len() > 60 {
         return Err(format!(
             "bucket {name:?} is not of the form <name>-<appid> (lowercase letters, digits, dashes; numeric appid)"
@@ -89,7 +90,10 @@ impl Emulator {
     /// Binds and starts serving on the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> io::Result<Emulator> {
         if config.buckets.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "at least one --bucket is required"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "at least one --bucket is required",
+            ));
         }
         for b in &config.buckets {
             validate_bucket_name(b).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
@@ -97,7 +101,11 @@ impl Emulator {
         std::fs::create_dir_all(&config.data_dir)?;
         let mut buckets = Vec::new();
         for name in &config.buckets {
-            buckets.push(Arc::new(Bucket::open(&config.data_dir, name, &config.region)?));
+            buckets.push(Arc::new(Bucket::open(
+                &config.data_dir,
+                name,
+                &config.region,
+            )?));
         }
         let state = Arc::new(State::new(
             buckets,
@@ -127,9 +135,11 @@ impl Emulator {
                         let mut conn_stop = stopped.clone();
                         tokio::spawn(async move {
                             let service = service_fn(move |req| server::handle(st.clone(), req));
+                            // COS's header spelling (`ETag`, ...): the Python SDK needs it.
+                            let io = TokioIo::new(header_case::CosHeaderCase::new(stream));
                             let conn = http1::Builder::new()
                                 .max_buf_size(1 << 20)
-                                .serve_connection(TokioIo::new(stream), service);
+                                .serve_connection(io, service);
                             tokio::select! {
                                 _ = conn => {}
                                 _ = conn_stop.changed() => {}

@@ -22,7 +22,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::faults::{FaultAction, Faults};
 use super::store::{Bucket, ObjectMeta, Received, ScanStep, StoredHeaders, StoredSse, random_hex};
 use crate::cos::auth::{self, AuthFields, Secret, Verdict};
-use crate::cos::client::{MAX_PARTS, MIN_PART_SIZE, MAX_SINGLE_UPLOAD, format_iso8601};
+use crate::cos::client::{MAX_PARTS, MAX_SINGLE_UPLOAD, MIN_PART_SIZE, format_iso8601};
 use crate::cos::crc64::{self, Crc64};
 use crate::cos::xml::{self, escape};
 
@@ -293,7 +293,9 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
         return Err(err(
             400,
             "RequestHeaderSectionTooLarge",
-            format!("request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"),
+            format!(
+                "request headers are {header_bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
+            ),
         )
         .into());
     }
@@ -325,7 +327,9 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
             match state.bucket(b) {
                 Some(b) => (Some(b), k.to_string()),
                 None => {
-                    return Err(err(404, "NoSuchBucket", format!("bucket {b} does not exist")).into());
+                    return Err(
+                        err(404, "NoSuchBucket", format!("bucket {b} does not exist")).into(),
+                    );
                 }
             }
         }
@@ -334,9 +338,12 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
         match state.bucket(label) {
             Some(b) => (Some(b), path[1..].to_string()),
             None => {
-                return Err(
-                    err(404, "NoSuchBucket", format!("bucket {label} does not exist")).into(),
-                );
+                return Err(err(
+                    404,
+                    "NoSuchBucket",
+                    format!("bucket {label} does not exist"),
+                )
+                .into());
             }
         }
     };
@@ -465,7 +472,10 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
         Some(FaultAction::Status(code)) => {
             let (c, m) = match code {
                 503 => ("SlowDown", "Please reduce your request rate."),
-                500 => ("InternalError", "We encountered an internal error. Please try again."),
+                500 => (
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                ),
                 _ => ("InternalError", "injected failure"),
             };
             // Drain a small body so the connection stays usable; drop it otherwise.
@@ -498,9 +508,16 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
         }
         Some(FaultAction::Error200) => {
             if matches!(op, "copy" | "part_copy" | "complete") {
+                // The full error document of §5.1: the Python SDK reads Code, Message,
+                // Resource and RequestId, and reports no code at all if one is missing.
                 return Ok(xml_response(
                     200,
-                    "<?xml version='1.0' encoding='utf-8' ?>\n<Error><Code>InternalError</Code><Message>injected error inside a 200 response</Message><RequestId>injected</RequestId></Error>".into(),
+                    format!(
+                        "<?xml version='1.0' encoding='utf-8' ?>\n<Error><Code>InternalError</Code><Message>injected error inside a 200 response</Message><Resource>{}</Resource><RequestId>{}</RequestId><TraceId>{}</TraceId></Error>",
+                        escape(&format!("{host_full}{raw_path}")),
+                        B64.encode(random_hex(12).as_bytes()),
+                        B64.encode(random_hex(16).as_bytes())
+                    ),
                 ));
             }
             return Err(err(500, "InternalError", "injected failure").into());
@@ -551,7 +568,11 @@ fn operation(ctx: &Ctx) -> Result<&'static str, ApiError> {
         return if *m == Method::GET {
             Ok("service")
         } else {
-            Err(err(405, "MethodNotAllowed", "only GET is allowed on the service"))
+            Err(err(
+                405,
+                "MethodNotAllowed",
+                "only GET is allowed on the service",
+            ))
         };
     }
     if ctx.key.is_empty() {
@@ -594,7 +615,11 @@ fn check_key_for_write(key: &str) -> Result<(), ApiError> {
         ));
     }
     if key.bytes().any(|b| (24..=27).contains(&b)) {
-        return Err(err(400, "InvalidObjectName", "the key has forbidden characters"));
+        return Err(err(
+            400,
+            "InvalidObjectName",
+            "the key has forbidden characters",
+        ));
     }
     Ok(())
 }
@@ -622,7 +647,13 @@ fn customer_key(h: &HeaderMap, prefix: &str) -> Result<Option<Vec<u8>>, ApiError
     let raw = key
         .and_then(|k| B64.decode(k).ok())
         .filter(|k| k.len() == 32)
-        .ok_or_else(|| err(400, "InvalidArgument", "the SSE-C key must be base64 of 32 bytes"))?;
+        .ok_or_else(|| {
+            err(
+                400,
+                "InvalidArgument",
+                "the SSE-C key must be base64 of 32 bytes",
+            )
+        })?;
     if md5 != Some(B64.encode(Md5::digest(&raw)).as_str()) {
         return Err(err(
             400,
@@ -695,10 +726,16 @@ fn echo_sse(h: &mut HeaderMap, sse: &StoredSse, customer_md5: Option<&str>) {
     match sse {
         StoredSse::None => {}
         StoredSse::Cos => {
-            h.insert("x-cos-server-side-encryption", HeaderValue::from_static("AES256"));
+            h.insert(
+                "x-cos-server-side-encryption",
+                HeaderValue::from_static("AES256"),
+            );
         }
         StoredSse::Kms { key_id, .. } => {
-            h.insert("x-cos-server-side-encryption", HeaderValue::from_static("cos/kms"));
+            h.insert(
+                "x-cos-server-side-encryption",
+                HeaderValue::from_static("cos/kms"),
+            );
             if let Some(id) = key_id {
                 h.insert("x-cos-server-side-encryption-cos-kms-key-id", hv(id));
             }
@@ -772,7 +809,12 @@ fn simple_etag(md5: &[u8; 16], sse: &StoredSse) -> String {
 // ---- bodies ----
 
 /// Streams a request body into `tmp/`, hashing as it goes. `limit` bounds the size.
-async fn receive(bucket: &Bucket, ctx: &Ctx, body: Incoming, limit: u64) -> Result<Received, Outcome> {
+async fn receive(
+    bucket: &Bucket,
+    ctx: &Ctx,
+    body: Incoming,
+    limit: u64,
+) -> Result<Received, Outcome> {
     let declared: Option<u64> = ctx.header("content-length").and_then(|v| v.parse().ok());
     if declared.is_none() && ctx.header("transfer-encoding").is_none() {
         return Err(err(411, "MissingContentLength", "Content-Length is required").into());
@@ -886,7 +928,8 @@ async fn small_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     let mut out = BytesMut::new();
     let mut body = body;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| err(400, "IncompleteBody", "the request body is incomplete"))?;
+        let frame =
+            frame.map_err(|_| err(400, "IncompleteBody", "the request body is incomplete"))?;
         if let Ok(d) = frame.into_data() {
             out.extend_from_slice(&d);
             if out.len() > limit {
@@ -937,9 +980,9 @@ fn check_conditions(ctx: &Ctx, meta: &ObjectMeta) -> Result<Option<u16>, ApiErro
             .map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
     };
     let etag_matches = |v: &str| {
-        v.split(',')
-            .map(str::trim)
-            .any(|e| e == "*" || e == meta.etag || e.trim_matches('"') == meta.etag.trim_matches('"'))
+        v.split(',').map(str::trim).any(|e| {
+            e == "*" || e == meta.etag || e.trim_matches('"') == meta.etag.trim_matches('"')
+        })
     };
     if let Some(v) = ctx.header("if-match") {
         if !etag_matches(v) {
@@ -965,7 +1008,13 @@ fn check_conditions(ctx: &Ctx, meta: &ObjectMeta) -> Result<Option<u16>, ApiErro
 /// Parses a single `bytes=` range against `size` into an exclusive range. `Ok(None)`: serve
 /// the whole object (no header, or several ranges, which COS does not support).
 fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
-    let bad = || err(400, "InvalidArgument", format!("invalid Range header {v:?}"));
+    let bad = || {
+        err(
+            400,
+            "InvalidArgument",
+            format!("invalid Range header {v:?}"),
+        )
+    };
     let spec = v.trim().strip_prefix("bytes=").ok_or_else(bad)?;
     if spec.contains(',') {
         return Ok(None);
@@ -1040,21 +1089,32 @@ fn get_object(ctx: &Ctx, head: bool, cut_body: bool) -> Handled {
         let stream = crate::file_stream::file_range(file, start, send, READ_CHUNK);
         if cut_body {
             let cut = futures::stream::once(async {
-                Err(io::Error::new(io::ErrorKind::ConnectionReset, "injected cut"))
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "injected cut",
+                ))
             });
-            BodyExt::boxed(StreamBody::new(stream.chain(cut).map(|r| r.map(Frame::data))))
+            BodyExt::boxed(StreamBody::new(
+                stream.chain(cut).map(|r| r.map(Frame::data)),
+            ))
         } else {
             BodyExt::boxed(StreamBody::new(stream.map(|r| r.map(Frame::data))))
         }
     };
     let mut r = Response::new(body);
     object_headers(&mut r, &meta, customer_md5.as_deref());
-    r.headers_mut().insert("content-length", hv(&len.to_string()));
+    r.headers_mut()
+        .insert("content-length", hv(&len.to_string()));
     if range.is_some() {
         *r.status_mut() = StatusCode::PARTIAL_CONTENT;
         r.headers_mut().insert(
             "content-range",
-            hv(&format!("bytes {}-{}/{}", start, end.saturating_sub(1), meta.size)),
+            hv(&format!(
+                "bytes {}-{}/{}",
+                start,
+                end.saturating_sub(1),
+                meta.size
+            )),
         );
     }
     Ok(r)
@@ -1093,16 +1153,32 @@ fn copy_source(state: &State, ctx: &Ctx) -> Result<(Arc<Bucket>, Arc<ObjectMeta>
         ctx.bucket()?.clone()
     } else {
         let label = host.split('.').next().unwrap_or_default();
-        state
-            .bucket(label)
-            .ok_or_else(|| err(404, "NoSuchBucket", format!("source bucket {label} does not exist")))?
+        state.bucket(label).ok_or_else(|| {
+            err(
+                404,
+                "NoSuchBucket",
+                format!("source bucket {label} does not exist"),
+            )
+        })?
     };
-    let rest = rest.split_once("?versionId=").map(|(k, _)| k).unwrap_or(rest);
-    let key = auth::decode_path(rest)
-        .ok_or_else(|| err(400, "InvalidCopySource", "the source key is not valid UTF-8"))?;
-    let meta = bucket
-        .get(&key)
-        .ok_or_else(|| err(404, "NoSuchCopySource", "The specified copy source does not exist."))?;
+    let rest = rest
+        .split_once("?versionId=")
+        .map(|(k, _)| k)
+        .unwrap_or(rest);
+    let key = auth::decode_path(rest).ok_or_else(|| {
+        err(
+            400,
+            "InvalidCopySource",
+            "the source key is not valid UTF-8",
+        )
+    })?;
+    let meta = bucket.get(&key).ok_or_else(|| {
+        err(
+            404,
+            "NoSuchCopySource",
+            "The specified copy source does not exist.",
+        )
+    })?;
     check_read_key(&meta.headers.sse, &ctx.headers, "x-cos-copy-source-")?;
     // x-cos-copy-source-If-* all fail with 412 (§3.6).
     let h = |n: &str| ctx.header(n);
@@ -1111,8 +1187,10 @@ fn copy_source(state: &State, ctx: &Ctx) -> Result<(Arc<Bucket>, Arc<ObjectMeta>
         h(n).and_then(|v| httpdate::parse_http_date(v).ok())
             .map(|t| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
     };
-    let failed = h("x-cos-copy-source-if-match").is_some_and(|v| v.trim_matches('"') != meta.etag.trim_matches('"'))
-        || h("x-cos-copy-source-if-none-match").is_some_and(|v| v.trim_matches('"') == meta.etag.trim_matches('"'))
+    let failed = h("x-cos-copy-source-if-match")
+        .is_some_and(|v| v.trim_matches('"') != meta.etag.trim_matches('"'))
+        || h("x-cos-copy-source-if-none-match")
+            .is_some_and(|v| v.trim_matches('"') == meta.etag.trim_matches('"'))
         || date("x-cos-copy-source-if-modified-since").is_some_and(|t| lm <= t)
         || date("x-cos-copy-source-if-unmodified-since").is_some_and(|t| lm > t);
     if failed {
@@ -1245,7 +1323,12 @@ fn list_objects(ctx: &Ctx) -> Handled {
     let prefix = ctx.param("prefix").unwrap_or("");
     let delimiter = ctx.param("delimiter").unwrap_or("");
     if delimiter.chars().count() > 1 {
-        return Err(err(400, "InvalidDelimiter", "the delimiter must be one character").into());
+        return Err(err(
+            400,
+            "InvalidDelimiter",
+            "the delimiter must be one character",
+        )
+        .into());
     }
     let marker = ctx.param("marker").unwrap_or("");
     let max_keys: usize = match ctx.param("max-keys").filter(|v| !v.is_empty()) {
@@ -1324,7 +1407,10 @@ fn list_objects(ctx: &Ctx) -> Handled {
         s.push_str(&format!("<NextMarker>{}</NextMarker>", enc(&last)));
     }
     for p in &prefixes {
-        s.push_str(&format!("<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>", enc(p)));
+        s.push_str(&format!(
+            "<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>",
+            enc(p)
+        ));
     }
     for m in &contents {
         s.push_str(&format!(
@@ -1375,7 +1461,12 @@ async fn delete_multiple(ctx: &Ctx, body: Incoming) -> Handled {
     let doc: xml::Delete =
         xml::from_str(text).map_err(|e| err(400, "MalformedXML", format!("malformed XML: {e}")))?;
     if doc.object.is_empty() || doc.object.len() > 1000 {
-        return Err(err(400, "MalformedXML", "between 1 and 1000 objects may be deleted").into());
+        return Err(err(
+            400,
+            "MalformedXML",
+            "between 1 and 1000 objects may be deleted",
+        )
+        .into());
     }
     let mut s = String::from("<?xml version='1.0' encoding='utf-8' ?>\n<DeleteResult>");
     for o in &doc.object {
@@ -1425,9 +1516,7 @@ fn part_number(ctx: &Ctx) -> Result<u32, ApiError> {
         .ok_or_else(|| err(400, "InvalidArgument", "partNumber must be 1..10000"))
 }
 
-fn find_upload(
-    ctx: &Ctx,
-) -> Result<(Arc<Bucket>, Arc<Mutex<super::store::Upload>>), ApiError> {
+fn find_upload(ctx: &Ctx) -> Result<(Arc<Bucket>, Arc<Mutex<super::store::Upload>>), ApiError> {
     let bucket = ctx.bucket()?.clone();
     let id = ctx.param("uploadId").unwrap_or_default();
     let upload = bucket
@@ -1523,7 +1612,12 @@ async fn complete(ctx: &Ctx, body: Incoming) -> Handled {
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| err(400, "MalformedXML", "the XML is not UTF-8"))?;
     if xml::root_name(text) != Some("CompleteMultipartUpload") {
-        return Err(err(400, "MalformedXML", "expected a <CompleteMultipartUpload> document").into());
+        return Err(err(
+            400,
+            "MalformedXML",
+            "expected a <CompleteMultipartUpload> document",
+        )
+        .into());
     }
     let doc: xml::CompleteMultipartUpload =
         xml::from_str(text).map_err(|e| err(400, "MalformedXML", format!("malformed XML: {e}")))?;
@@ -1534,17 +1628,27 @@ async fn complete(ctx: &Ctx, body: Incoming) -> Handled {
     let (meta, parts) = {
         let u = upload.lock();
         let mut parts = Vec::with_capacity(doc.part.len());
+        // Order first: [2, 1] is out of order (InvalidPartOrder), not a gap (InvalidPart).
+        if doc
+            .part
+            .windows(2)
+            .any(|w| w[1].part_number <= w[0].part_number)
+        {
+            return Err(err(400, "InvalidPartOrder", "parts must be in ascending order").into());
+        }
         for (i, p) in doc.part.iter().enumerate() {
-            if i > 0 && p.part_number <= doc.part[i - 1].part_number {
-                return Err(err(400, "InvalidPartOrder", "parts must be in ascending order").into());
-            }
             if p.part_number as usize != i + 1 {
-                return Err(err(400, "InvalidPart", "part numbers must be contiguous from 1").into());
+                return Err(
+                    err(400, "InvalidPart", "part numbers must be contiguous from 1").into(),
+                );
             }
-            let stored = u
-                .parts
-                .get(&p.part_number)
-                .ok_or_else(|| err(400, "InvalidPart", format!("part {} was not uploaded", p.part_number)))?;
+            let stored = u.parts.get(&p.part_number).ok_or_else(|| {
+                err(
+                    400,
+                    "InvalidPart",
+                    format!("part {} was not uploaded", p.part_number),
+                )
+            })?;
             if stored.etag.trim_matches('"') != p.etag.trim_matches('"') {
                 return Err(err(
                     400,
@@ -1612,9 +1716,11 @@ async fn complete(ctx: &Ctx, body: Incoming) -> Handled {
         )
         .map_err(internal)?;
     bucket.remove_upload(&meta.upload_id);
-    // COS answers at once and sends keep-alive spaces before the result (§3.13).
+    // COS answers at once and sends keep-alive spaces before the result (§3.13). The XML
+    // declaration goes first: XML parsers (the Python SDK's ElementTree) refuse a declaration
+    // that is not at the very start, while whitespace after it is allowed.
     let doc = format!(
-        "<?xml version='1.0' encoding='utf-8' ?>\n<CompleteMultipartUploadResult><Location>{}.cos.{}.myqcloud.com/{}</Location><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
+        "<CompleteMultipartUploadResult><Location>{}.cos.{}.myqcloud.com/{}</Location><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
         escape(&bucket.name),
         escape(&bucket.region),
         escape(&committed.key),
@@ -1623,7 +1729,10 @@ async fn complete(ctx: &Ctx, body: Incoming) -> Handled {
         escape(&committed.etag)
     );
     let chunks = futures::stream::iter(vec![
-        Ok::<_, io::Error>(Frame::data(Bytes::from_static(b"  \n"))),
+        Ok::<_, io::Error>(Frame::data(Bytes::from_static(
+            b"<?xml version='1.0' encoding='utf-8' ?>\n",
+        ))),
+        Ok(Frame::data(Bytes::from_static(b"  \n"))),
         Ok(Frame::data(Bytes::from(doc))),
     ]);
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(chunks)));
@@ -1703,7 +1812,9 @@ fn list_uploads(ctx: &Ctx) -> Handled {
         .filter(|u| {
             key_marker.is_empty()
                 || u.key.as_str() > key_marker
-                || (u.key == key_marker && !id_marker.is_empty() && u.upload_id.as_str() > id_marker)
+                || (u.key == key_marker
+                    && !id_marker.is_empty()
+                    && u.upload_id.as_str() > id_marker)
         })
         .collect();
     let truncated = all.len() > max;
@@ -1711,7 +1822,11 @@ fn list_uploads(ctx: &Ctx) -> Handled {
     let mut s = format!(
         "<?xml version='1.0' encoding='utf-8' ?>\n<ListMultipartUploadsResult><Bucket>{}</Bucket>{}<KeyMarker>{}</KeyMarker><UploadIdMarker>{}</UploadIdMarker>",
         escape(&bucket.name),
-        if url { "<Encoding-Type>url</Encoding-Type>" } else { "" },
+        if url {
+            "<Encoding-Type>url</Encoding-Type>"
+        } else {
+            ""
+        },
         enc(key_marker),
         escape(id_marker)
     );
@@ -1762,6 +1877,8 @@ mod tests {
         assert!(is_ip_or_localhost("127.0.0.1"));
         assert!(is_service_host("service.cos.myqcloud.com"));
         assert!(is_service_host("cos.ap-guangzhou.myqcloud.com"));
-        assert!(!is_service_host("examplebucket-1250000000.cos.ap-guangzhou.myqcloud.com"));
+        assert!(!is_service_host(
+            "examplebucket-1250000000.cos.ap-guangzhou.myqcloud.com"
+        ));
     }
 }

@@ -36,7 +36,10 @@ pub enum StoredSse {
         context: Option<String>,
     },
     /// SSE-C: a salt and HMAC-SHA1(salt, raw key); the key itself is never written.
-    Customer { salt: String, check: String },
+    Customer {
+        salt: String,
+        check: String,
+    },
 }
 
 impl StoredSse {
@@ -61,8 +64,7 @@ impl StoredSse {
 }
 
 fn key_check(salt: &str, raw_key: &[u8]) -> String {
-    let mut mac =
-        <Hmac<Sha1> as KeyInit>::new_from_slice(salt.as_bytes()).expect("any key length");
+    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(salt.as_bytes()).expect("any key length");
     mac.update(raw_key);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -226,8 +228,14 @@ impl Bucket {
             let mut parts = BTreeMap::new();
             for p in fs::read_dir(&dir)? {
                 let p = p?.path();
-                let name = p.file_name().unwrap_or_default().to_string_lossy().to_string();
-                if let Some(n) = name.strip_prefix("part-").and_then(|n| n.strip_suffix(".json"))
+                let name = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                if let Some(n) = name
+                    .strip_prefix("part-")
+                    .and_then(|n| n.strip_suffix(".json"))
                     && let (Ok(n), Ok(text)) = (n.parse::<u32>(), fs::read(&p))
                     && let Ok(pm) = serde_json::from_slice::<PartMeta>(&text)
                 {
@@ -345,12 +353,7 @@ impl Bucket {
 
     /// Keys (and sizes) in order, strictly after `after`, beginning with `prefix`, for listings.
     /// `visit` returns false to stop; it may return a key to skip to (inclusive lower bound).
-    pub fn scan(
-        &self,
-        prefix: &str,
-        after: &str,
-        mut visit: impl FnMut(&ObjectMeta) -> ScanStep,
-    ) {
+    pub fn scan(&self, prefix: &str, after: &str, mut visit: impl FnMut(&ObjectMeta) -> ScanStep) {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let objects = self.objects.read();
         let mut lower: (std::ops::Bound<String>, bool) = if after >= prefix {
@@ -436,7 +439,12 @@ impl Bucket {
             .join(format!("part-{n}"))
     }
 
-    pub fn store_part(&self, upload: &Mutex<Upload>, n: u32, received: Received) -> io::Result<PartMeta> {
+    pub fn store_part(
+        &self,
+        upload: &Mutex<Upload>,
+        n: u32,
+        received: Received,
+    ) -> io::Result<PartMeta> {
         let mut u = upload.lock();
         let id = u.meta.upload_id.clone();
         let md5 = hex::encode(received.md5);

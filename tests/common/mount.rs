@@ -55,7 +55,10 @@ impl Mount {
             .env("COS_SECRET_ID", &emu.config.secret_id)
             .env("COS_SECRET_KEY", emu.config.secret_key.expose())
             .env_remove("COS_SESSION_TOKEN")
-            .env("RUST_LOG", std::env::var("COSMOUNT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("COSMOUNT_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(

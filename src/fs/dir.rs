@@ -1,0 +1,237 @@
+//! Directories over a flat key space: listings with `delimiter=/`, implicit directories,
+//! name validation, and readdir handles whose offsets stay stable while they are open.
+//!
+//! A directory `d` exists when a `d/` marker object exists or any key starts with `d/`. A
+//! listing is fetched page by page as the kernel reads the directory; each page's entries are
+//! appended to the handle, so an offset names the same entry for the handle's whole life.
+//! Where a file `x` and a directory `x/` both exist, the directory wins (the file is hidden).
+
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+use super::attrs::{Ino, Kind};
+use super::meta_cache::{DirStat, FileStat, Stat};
+use crate::cos::client::ListPage;
+
+/// Longest file name (bytes), as on Linux file systems.
+pub const NAME_MAX: usize = 255;
+
+/// Whether `name` can be a file name here: not empty, not `.`/`..`, no `/` or NUL, at most
+/// 255 bytes.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= NAME_MAX
+        && !name.contains('/')
+        && !name.contains('\0')
+}
+
+/// Remembers which keys were reported as unusable so each is warned about once. Bounded: after
+/// `LIMIT` distinct keys, further ones are counted, not stored.
+#[derive(Default)]
+pub struct SkipLog {
+    seen: Mutex<HashSet<String>>,
+}
+
+impl SkipLog {
+    const LIMIT: usize = 10_000;
+
+    pub fn skip(&self, key: &str, why: &str) {
+        let mut seen = self.seen.lock();
+        if seen.len() < Self::LIMIT && seen.insert(key.to_string()) {
+            log::warn!("skipping key {key:?}: {why}");
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub stat: Stat,
+}
+
+impl DirEntry {
+    pub fn kind(&self) -> Kind {
+        self.stat.kind()
+    }
+}
+
+/// An open directory: the entries seen so far and where the listing goes on.
+pub struct DirHandle {
+    pub ino: Ino,
+    /// The key prefix listed (`"a/b/"`, or the mount prefix for the root).
+    pub prefix: String,
+    pub entries: Vec<DirEntry>,
+    index: HashMap<String, usize>,
+    /// Marker for the next page; `None` before the first page.
+    pub marker: Option<String>,
+    pub done: bool,
+    /// Names added locally (files being written, not stored yet), appended at the end.
+    pub local_added: bool,
+}
+
+/// Offsets: 1 is `.`, 2 is `..`, entry `i` is `i + 3`.
+pub const FIRST_ENTRY_OFFSET: u64 = 3;
+
+impl DirHandle {
+    pub fn new(ino: Ino, prefix: String) -> Self {
+        DirHandle {
+            ino,
+            prefix,
+            entries: Vec::new(),
+            index: HashMap::new(),
+            marker: None,
+            done: false,
+            local_added: false,
+        }
+    }
+
+    fn add(&mut self, name: String, stat: Stat) {
+        match self.index.get(&name) {
+            Some(&i) => {
+                // `x/` after `x`: the directory wins, in the file's place.
+                if matches!(stat, Stat::Dir(_)) {
+                    self.entries[i].stat = stat;
+                }
+            }
+            None => {
+                self.index.insert(name.clone(), self.entries.len());
+                self.entries.push(DirEntry { name, stat });
+            }
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Adds a locally created entry unless the listing already has it.
+    pub fn add_local(&mut self, name: String, stat: Stat) {
+        if !self.index.contains_key(&name) {
+            self.add(name, stat);
+        }
+    }
+
+    /// Takes one listing page: returns the (full key, stat) pairs learnt, for the cache.
+    pub fn absorb(&mut self, page: ListPage, skips: &SkipLog) -> Vec<(String, Stat)> {
+        let mut learnt = Vec::new();
+        let mut items: Vec<(String, Option<FileStat>)> = page
+            .common_prefixes
+            .into_iter()
+            .map(|p| (p, None))
+            .collect();
+        items.extend(page.objects.into_iter().map(|o| {
+            (
+                o.key,
+                Some(FileStat {
+                    size: o.size,
+                    etag: o.etag,
+                    last_modified: o.last_modified,
+                    meta: None,
+                }),
+            )
+        }));
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, file) in items {
+            let Some(rest) = key.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            let (name, is_dir) = match &file {
+                None => (rest.strip_suffix('/').unwrap_or(rest), true),
+                Some(_) => (rest, false),
+            };
+            if !is_dir && name.is_empty() {
+                continue; // the directory's own marker
+            }
+            if !valid_name(name) {
+                let why = if name.len() > NAME_MAX {
+                    "a path segment longer than 255 bytes"
+                } else {
+                    "it contains an empty, `.` or `..` segment"
+                };
+                skips.skip(&key, why);
+                continue;
+            }
+            let stat = match file {
+                Some(f) => Stat::File(f),
+                None => Stat::Dir(DirStat::default()),
+            };
+            learnt.push((key.trim_end_matches('/').to_string(), stat.clone()));
+            self.add(name.to_string(), stat);
+        }
+        self.marker = page.next_marker;
+        if !page.is_truncated {
+            self.done = true;
+        }
+        learnt
+    }
+}
+
+/// A directory's attributes need a time; implicit directories have none, so they show the
+/// mount's start time (stable, unlike "now").
+pub fn implicit_dir_time() -> SystemTime {
+    static START: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+    *START.get_or_init(SystemTime::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cos::client::ObjectSummary;
+
+    fn obj(key: &str) -> ObjectSummary {
+        ObjectSummary {
+            key: key.into(),
+            size: 1,
+            etag: "\"e\"".into(),
+            last_modified: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("a b"));
+        assert!(!valid_name(""));
+        assert!(!valid_name(".."));
+        assert!(!valid_name(&"x".repeat(256)));
+        assert!(valid_name(&"x".repeat(255)));
+    }
+
+    #[test]
+    fn pages_merge_with_directories_winning() {
+        let skips = SkipLog::default();
+        let mut h = DirHandle::new(1, "d/".into());
+        let learnt = h.absorb(
+            ListPage {
+                common_prefixes: vec![],
+                objects: vec![obj("d/"), obj("d/a"), obj("d/x")],
+                is_truncated: true,
+                next_marker: Some("d/x".into()),
+            },
+            &skips,
+        );
+        assert_eq!(learnt.len(), 2, "the marker itself is not an entry");
+        h.absorb(
+            ListPage {
+                common_prefixes: vec!["d/x/".into(), "d/../".into(), "d//".into()],
+                objects: vec![obj("d/z")],
+                is_truncated: false,
+                next_marker: None,
+            },
+            &skips,
+        );
+        let names: Vec<_> = h
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("a", Kind::File), ("x", Kind::Dir), ("z", Kind::File)]
+        );
+        assert!(h.done);
+    }
+}

@@ -1,0 +1,131 @@
+//! Filesystem errors and the single place where each becomes an errno.
+
+use crate::cos::CosError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("is a directory")]
+    IsDir,
+    #[error("not a directory")]
+    NotDir,
+    #[error("the object changed since it was opened")]
+    Stale,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("operation not supported: {0}")]
+    NotSupported(&'static str),
+    #[error("operation not permitted: {0}")]
+    NotPermitted(&'static str),
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("file too large for COS")]
+    TooLarge,
+    #[error("the object is SSE-C encrypted and the mount's key is missing or different")]
+    SseKey,
+    #[error("a previous commit of this file failed; its data were not stored")]
+    CommitFailed,
+    #[error("COS request failed: {0}")]
+    Cos(#[from] CosError),
+    #[error("local I/O error: {0}")]
+    Local(String),
+}
+
+impl From<std::io::Error> for FsError {
+    fn from(e: std::io::Error) -> Self {
+        FsError::Local(e.to_string())
+    }
+}
+
+impl FsError {
+    /// Maps a COS error from reading an object: SSE-C key problems and changed objects get
+    /// their own variants, everything else stays a COS error (EIO).
+    pub fn from_read(e: CosError) -> Self {
+        if e.is_sse_key_error() {
+            FsError::SseKey
+        } else if e.is_precondition_failed() {
+            FsError::Stale
+        } else if e.is_not_found() {
+            FsError::NotFound
+        } else {
+            FsError::Cos(e)
+        }
+    }
+
+    /// The errno reported to the kernel. Every choice is made here and only here.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotDir => libc::ENOTDIR,
+            // A reader pinned to an ETag sees the object replaced: ESTALE, as NFS does, rather
+            // than mixing bytes of two versions.
+            FsError::Stale => libc::ESTALE,
+            FsError::Invalid(_) => libc::EINVAL,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::ReadOnly => libc::EROFS,
+            // ENOTSUP rather than ENOSYS: the kernel would stop asking after ENOSYS, and the
+            // answer depends on the arguments (e.g. RENAME_EXCHANGE), not the operation.
+            FsError::NotSupported(_) => libc::ENOTSUP,
+            // link(2) documents EPERM for file systems without hard links.
+            FsError::NotPermitted(_) => libc::EPERM,
+            FsError::BadHandle => libc::EBADF,
+            FsError::TooLarge => libc::EFBIG,
+            // Reading without the right SSE-C key: access is denied, no bytes are wrong.
+            FsError::SseKey => libc::EACCES,
+            FsError::CommitFailed => libc::EIO,
+            FsError::Cos(e) => match e.status() {
+                Some(403) => libc::EACCES,
+                _ => libc::EIO,
+            },
+            FsError::Local(_) => libc::EIO,
+        }
+    }
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cos::error::ServiceError;
+
+    fn svc(status: u16, code: &str) -> CosError {
+        CosError::Service(ServiceError {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: String::new(),
+            in_ok_response: false,
+        })
+    }
+
+    #[test]
+    fn read_errors_map_to_meaningful_errnos() {
+        assert_eq!(
+            FsError::from_read(svc(412, "PreconditionFailed")).errno(),
+            libc::ESTALE
+        );
+        assert_eq!(
+            FsError::from_read(svc(400, "SsecDecryptHeaderInvalid")).errno(),
+            libc::EACCES
+        );
+        assert_eq!(
+            FsError::from_read(svc(404, "NoSuchKey")).errno(),
+            libc::ENOENT
+        );
+        assert_eq!(FsError::from_read(svc(503, "SlowDown")).errno(), libc::EIO);
+        assert_eq!(FsError::Cos(svc(403, "AccessDenied")).errno(), libc::EACCES);
+    }
+}

@@ -1,0 +1,1530 @@
+//! The filesystem core: files and directories over COS objects (design.md §2–§4). It knows
+//! nothing of fuser: `fuse.rs` translates kernel requests into calls on `Filesystem` and its
+//! answers (`Attr`, `DirEntry`, `FsError`) back. Every method is async and runs on the mount's
+//! tokio runtime.
+
+pub mod attrs;
+pub mod dir;
+pub mod error;
+pub mod inode;
+pub mod meta_cache;
+pub mod ranges;
+pub mod read;
+pub mod write;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+
+use crate::cos::client::{CompletedPart, MAX_SINGLE_UPLOAD, list_all};
+use crate::cos::{
+    Body, CopyObject, CosError, GetObject, ListObjects, ObjectClient, ObjectMetadata, PutObject,
+};
+use attrs::{Attr, Defaults, Ino, Kind, MetaAttrs, ROOT_INO, attr_from, mode_bits};
+use dir::{DirEntry, DirHandle, FIRST_ENTRY_OFFSET, SkipLog, implicit_dir_time, valid_name};
+use error::{FsError, FsResult};
+use inode::InodeTable;
+use meta_cache::{Cached, DirStat, FileStat, MetaCache, Stat};
+use read::{PrefetchConfig, Prefetcher, Version};
+use write::{Base, WriteConfig, WriteHandle};
+
+/// The filesystem's settings (the mount options after parsing; config.rs fills it).
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Key prefix mounted as the root: `""` or ending in `/`.
+    pub prefix: String,
+    pub defaults: Defaults,
+    /// `None`: metadata never expires (`indefinite`, for buckets only this mount writes).
+    pub metadata_ttl: Option<Duration>,
+    pub negative_ttl: Duration,
+    /// Entries in the metadata cache (each a few hundred bytes).
+    pub cache_entries: usize,
+    pub part_size: u64,
+    /// Part uploads in flight per mount.
+    pub max_concurrency: usize,
+    pub prefetch: PrefetchConfig,
+    /// Bytes of prefetched data per mount.
+    pub prefetch_memory: u64,
+    pub cache_dir: PathBuf,
+    pub read_only: bool,
+    /// Trust listings alone: no HEAD per listed entry, so modes, owners and symlinks of
+    /// objects not looked up yet show defaults (`--fast-listing`).
+    pub fast_listing: bool,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            prefix: String::new(),
+            defaults: Defaults {
+                uid: 0,
+                gid: 0,
+                file_mode: 0o644,
+                dir_mode: 0o755,
+            },
+            metadata_ttl: Some(Duration::from_secs(1)),
+            negative_ttl: Duration::from_secs(1),
+            cache_entries: 100_000,
+            part_size: 8 << 20,
+            max_concurrency: 8,
+            prefetch: PrefetchConfig::default(),
+            prefetch_memory: 512 << 20,
+            cache_dir: std::env::temp_dir().join("cosmount"),
+            read_only: false,
+            fast_listing: false,
+        }
+    }
+}
+
+/// How a file is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenMode {
+    pub read: bool,
+    pub write: bool,
+    pub truncate: bool,
+    pub exclusive: bool,
+}
+
+/// Attribute changes of a setattr call.
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// One entry returned by `readdir`, with the offset of the entry after it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub next_offset: u64,
+    pub name: String,
+    pub kind: Kind,
+    /// `None` for `.` and `..`.
+    pub entry: Option<DirEntry>,
+    pub ino: Ino,
+}
+
+/// `statfs` figures: large constants, as other object-store mounts report.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+struct FileHandle {
+    ino: Ino,
+    version: Option<Version>,
+    reader: Option<Prefetcher>,
+    writer: Option<WriteHandle>,
+}
+
+#[derive(Clone)]
+enum Handle {
+    File(Arc<tokio::sync::Mutex<FileHandle>>),
+    Dir(Arc<tokio::sync::Mutex<DirHandle>>),
+}
+
+/// HEADs in flight while a listing page is completed with each entry's metadata.
+const LISTING_HEAD_CONCURRENCY: usize = 64;
+/// Keys renamed in parallel when a directory moves.
+const RENAME_CONCURRENCY: usize = 16;
+/// Parts of a server-side copy of an object over 5 GiB.
+const COPY_PART_SIZE: u64 = 1 << 30;
+/// Longest symlink target read back (PATH_MAX).
+const MAX_SYMLINK: u64 = 4096;
+
+pub struct Filesystem {
+    client: Arc<dyn ObjectClient>,
+    cfg: FsConfig,
+    inodes: Mutex<InodeTable>,
+    cache: MetaCache,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    upload_slots: Arc<Semaphore>,
+    prefetch_memory: Arc<Semaphore>,
+    skips: SkipLog,
+}
+
+fn join_key(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+impl Filesystem {
+    pub fn new(client: Arc<dyn ObjectClient>, cfg: FsConfig) -> Self {
+        let cache = MetaCache::new(cfg.cache_entries, cfg.metadata_ttl, cfg.negative_ttl);
+        let permits = (cfg.prefetch_memory / 1024).clamp(16 * 1024, u32::MAX as u64 / 2) as usize;
+        Filesystem {
+            client,
+            upload_slots: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
+            prefetch_memory: Arc::new(Semaphore::new(permits)),
+            cfg,
+            inodes: Mutex::new(InodeTable::new()),
+            cache,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            skips: SkipLog::default(),
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    /// How long the kernel may cache entries and attributes: the metadata TTL.
+    pub fn ttl(&self) -> Duration {
+        self.cfg
+            .metadata_ttl
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600))
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.cfg.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The object key of an inode's path: the mount prefix plus the path (no trailing slash).
+    fn key_of(&self, ino: Ino) -> FsResult<String> {
+        let path = self.inodes.lock().path(ino).ok_or(FsError::Stale)?;
+        Ok(self.key_of_path(&path))
+    }
+
+    fn key_of_path(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.cfg.prefix.trim_end_matches('/').to_string()
+        } else {
+            format!("{}{}", self.cfg.prefix, path)
+        }
+    }
+
+    fn child_key(&self, parent: Ino, name: &str) -> FsResult<String> {
+        if !valid_name(name) {
+            return Err(if name.len() > dir::NAME_MAX {
+                FsError::NameTooLong
+            } else {
+                FsError::Invalid("bad file name")
+            });
+        }
+        let path = self.inodes.lock().path(parent).ok_or(FsError::Stale)?;
+        Ok(self.key_of_path(&join_key(&path, name)))
+    }
+
+    /// The prefix listing a directory's children.
+    fn dir_prefix(&self, key: &str) -> String {
+        if key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}/")
+        }
+    }
+
+    // ---- resolving paths ----
+
+    /// What `key` is: a file, a directory, or nothing. HEAD `key` and LIST `key/` run in
+    /// parallel (design.md §2); a directory wins over a file of the same name.
+    async fn resolve(&self, key: &str) -> FsResult<Option<Stat>> {
+        match self.cache.get(key) {
+            Cached::Found(s) => return Ok(Some(s)),
+            Cached::Missing => return Ok(None),
+            Cached::Miss => {}
+        }
+        let stat = self.resolve_uncached(key).await?;
+        match &stat {
+            Some(s) => self.cache.insert(key, s.clone()),
+            None => self.cache.insert_missing(key),
+        }
+        Ok(stat)
+    }
+
+    async fn resolve_uncached(&self, key: &str) -> FsResult<Option<Stat>> {
+        let prefix = format!("{key}/");
+        let (head, list) = tokio::join!(
+            self.client.head_object(key),
+            self.client
+                .list_objects(ListObjects::new(prefix.clone()).max_keys(1))
+        );
+        let list = list.map_err(FsError::Cos)?;
+        if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
+            let marker = if list.objects.first().is_some_and(|o| o.key == prefix) {
+                match self.client.head_object(&prefix).await {
+                    Ok(info) => Some((MetaAttrs::parse(&info.user), info.last_modified)),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(FsError::from_read(e)),
+                }
+            } else {
+                None
+            };
+            return Ok(Some(Stat::Dir(DirStat::probed(marker))));
+        }
+        match head {
+            Ok(info) => Ok(Some(Stat::File(FileStat {
+                size: info.size,
+                etag: info.etag.clone(),
+                last_modified: info.last_modified,
+                meta: Some(MetaAttrs::parse(&info.user)),
+            }))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => {
+                let err = FsError::from_read(e);
+                if matches!(err, FsError::SseKey) {
+                    log::error!(
+                        "{key} is SSE-C encrypted and the mount's key is missing or different (--sse-c-key-file)"
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// A fresh, complete view of a file's metadata (HEAD), for attribute changes.
+    async fn head_fresh(&self, key: &str) -> FsResult<crate::cos::ObjectInfo> {
+        self.client
+            .head_object(key)
+            .await
+            .map_err(FsError::from_read)
+    }
+
+    fn root_attr(&self) -> Attr {
+        attr_from(
+            ROOT_INO,
+            Kind::Dir,
+            0,
+            &MetaAttrs::default(),
+            implicit_dir_time(),
+            &self.cfg.defaults,
+        )
+    }
+
+    fn attr_of(&self, ino: Ino, stat: &Stat) -> Attr {
+        let mut a = match stat {
+            Stat::File(f) => attr_from(
+                ino,
+                f.kind(),
+                f.size,
+                f.meta.as_ref().unwrap_or(&MetaAttrs::default()),
+                f.last_modified,
+                &self.cfg.defaults,
+            ),
+            Stat::Dir(d) => {
+                let (meta, time) = d
+                    .marker
+                    .clone()
+                    .unwrap_or_else(|| (MetaAttrs::default(), implicit_dir_time()));
+                attr_from(ino, Kind::Dir, 0, &meta, time, &self.cfg.defaults)
+            }
+        };
+        if let Some(node) = self.inodes.lock().get(ino)
+            && let Some(size) = node.writer_size
+        {
+            a.size = size;
+        }
+        a
+    }
+
+    /// The stat of an inode that exists only locally (created, not committed yet).
+    fn local_stat(&self, ino: Ino) -> Option<Stat> {
+        let inodes = self.inodes.lock();
+        let node = inodes.get(ino)?;
+        if !node.local {
+            return None;
+        }
+        let perm = node.local_perm.unwrap_or(self.cfg.defaults.file_mode);
+        Some(Stat::File(FileStat {
+            size: node.writer_size.unwrap_or(0),
+            etag: String::new(),
+            last_modified: SystemTime::now(),
+            meta: Some(MetaAttrs {
+                mode: Some(mode_bits(Kind::File, perm)),
+                ..Default::default()
+            }),
+        }))
+    }
+
+    // ---- lookups and attributes ----
+
+    pub async fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr> {
+        let key = self.child_key(parent, name)?;
+        let local = self.inodes.lock().child(parent, name);
+        if let Some(ino) = local
+            && let Some(stat) = self.local_stat(ino)
+        {
+            self.inodes.lock().lookup(parent, name, Kind::File);
+            return Ok(self.attr_of(ino, &stat));
+        }
+        let stat = self.resolve(&key).await?.ok_or(FsError::NotFound)?;
+        let ino = self.inodes.lock().lookup(parent, name, stat.kind());
+        Ok(self.attr_of(ino, &stat))
+    }
+
+    /// Registers an entry returned by readdirplus (one lookup reference) and gives its attributes.
+    pub fn remember(&self, parent: Ino, entry: &DirEntry) -> Attr {
+        let ino = self.inodes.lock().lookup(parent, &entry.name, entry.kind());
+        self.attr_of(ino, &entry.stat)
+    }
+
+    pub fn forget(&self, ino: Ino, n: u64) {
+        self.inodes.lock().forget(ino, n);
+    }
+
+    pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        if let Some(stat) = self.local_stat(ino) {
+            return Ok(self.attr_of(ino, &stat));
+        }
+        let key = self.key_of(ino)?;
+        let expected = self.inodes.lock().get(ino).map(|n| n.kind);
+        match self.resolve(&key).await? {
+            Some(stat) if Some(stat.kind()) == expected => Ok(self.attr_of(ino, &stat)),
+            Some(_) => Err(FsError::Stale),
+            None => {
+                // A file being rewritten is still there for us even if someone deleted it.
+                let writer_size = self.inodes.lock().get(ino).and_then(|n| n.writer_size);
+                match writer_size {
+                    Some(_) => Ok(self.attr_of(
+                        ino,
+                        &Stat::File(FileStat {
+                            size: 0,
+                            etag: String::new(),
+                            last_modified: SystemTime::now(),
+                            meta: None,
+                        }),
+                    )),
+                    None => Err(FsError::NotFound),
+                }
+            }
+        }
+    }
+
+    fn writer_handles_of(&self, ino: Ino) -> Vec<Arc<tokio::sync::Mutex<FileHandle>>> {
+        let handles: Vec<Handle> = self.handles.lock().values().cloned().collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h {
+                Handle::File(f) => Some(f),
+                Handle::Dir(_) => None,
+            })
+            .filter(|f| {
+                f.try_lock()
+                    .map(|g| g.ino == ino && g.writer.is_some())
+                    .unwrap_or(true)
+            })
+            .collect()
+    }
+
+    pub async fn setattr(&self, ino: Ino, fh: Option<u64>, change: SetAttr) -> FsResult<Attr> {
+        let attrs = MetaAttrs {
+            mode: change.mode,
+            uid: change.uid,
+            gid: change.gid,
+            mtime: change.mtime,
+        };
+        let touches_meta = attrs != MetaAttrs::default();
+        if change.size.is_some() || touches_meta {
+            self.check_writable()?;
+        }
+        if ino == ROOT_INO {
+            if touches_meta || change.size.is_some() {
+                return Err(FsError::NotPermitted(
+                    "the mount root's attributes are fixed",
+                ));
+            }
+            return Ok(self.root_attr());
+        }
+        let kind = self
+            .inodes
+            .lock()
+            .get(ino)
+            .map(|n| n.kind)
+            .ok_or(FsError::Stale)?;
+        if let Some(size) = change.size {
+            if kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            self.truncate(ino, fh, size, &attrs).await?;
+        } else if touches_meta {
+            self.change_attrs(ino, kind, fh, &attrs).await?;
+        }
+        self.getattr(ino).await
+    }
+
+    /// Applies attribute changes: through an open writer (they ride with its commit) or with a
+    /// Copy of the object onto itself (no data moves).
+    async fn change_attrs(
+        &self,
+        ino: Ino,
+        kind: Kind,
+        fh: Option<u64>,
+        attrs: &MetaAttrs,
+    ) -> FsResult<()> {
+        let mut attrs = attrs.clone();
+        if let Some(mode) = attrs.mode {
+            attrs.mode = Some(mode_bits(kind, (mode & 0o7777) as u16));
+        }
+        let key = self.key_of(ino)?;
+        if kind != Kind::Dir {
+            let mut targets = Vec::new();
+            if let Some(fh) = fh
+                && let Some(Handle::File(f)) = self.handles.lock().get(&fh).cloned()
+            {
+                targets.push(f);
+            }
+            if targets.is_empty() {
+                targets = self.writer_handles_of(ino);
+            }
+            for t in targets {
+                let mut g = t.lock().await;
+                if let Some(w) = g.writer.as_mut() {
+                    w.set_attrs(&attrs);
+                    if let Some(perm) = attrs.mode {
+                        if let Some(node) = self.inodes.lock().get_mut(ino) {
+                            node.local_perm = Some((perm & 0o7777) as u16);
+                        }
+                    }
+                    drop(g);
+                    self.update_cached_meta(&key, &attrs);
+                    return Ok(());
+                }
+            }
+            let info = self.head_fresh(&key).await?;
+            let mut meta = info.metadata();
+            let mut merged = MetaAttrs::parse(&meta.user);
+            merged.merge(&attrs);
+            merged.apply(&mut meta.user);
+            let out = self
+                .client
+                .copy_object(
+                    CopyObject::new(key.clone(), key.clone())
+                        .replace_metadata(meta.clone())
+                        .source_if_match(info.etag.clone()),
+                )
+                .await
+                .map_err(FsError::from_read)?;
+            self.cache.insert(
+                &key,
+                Stat::File(FileStat {
+                    size: info.size,
+                    etag: out.etag,
+                    last_modified: out.last_modified.unwrap_or_else(SystemTime::now),
+                    meta: Some(merged),
+                }),
+            );
+            return Ok(());
+        }
+        // A directory: its marker carries the attributes; an implicit one gets a marker.
+        let marker_key = self.dir_prefix(&key);
+        let (mut meta, etag) = match self.client.head_object(&marker_key).await {
+            Ok(info) => (info.metadata(), Some(info.etag)),
+            Err(e) if e.is_not_found() => (ObjectMetadata::default(), None),
+            Err(e) => return Err(FsError::from_read(e)),
+        };
+        let mut merged = MetaAttrs::parse(&meta.user);
+        merged.merge(&attrs);
+        merged.apply(&mut meta.user);
+        match etag {
+            Some(etag) => {
+                self.client
+                    .copy_object(
+                        CopyObject::new(marker_key.clone(), marker_key.clone())
+                            .replace_metadata(meta)
+                            .source_if_match(etag),
+                    )
+                    .await
+                    .map_err(FsError::from_read)?;
+            }
+            None => {
+                self.client
+                    .put_object(PutObject::new(marker_key, Body::Empty).metadata(meta))
+                    .await
+                    .map_err(FsError::Cos)?;
+            }
+        }
+        self.cache.insert(
+            &key,
+            Stat::Dir(DirStat::probed(Some((merged, SystemTime::now())))),
+        );
+        Ok(())
+    }
+
+    fn update_cached_meta(&self, key: &str, attrs: &MetaAttrs) {
+        if let Cached::Found(Stat::File(mut f)) = self.cache.get(key) {
+            let mut m = f.meta.unwrap_or_default();
+            m.merge(attrs);
+            f.meta = Some(m);
+            self.cache.insert(key, Stat::File(f));
+        }
+    }
+
+    async fn truncate(
+        &self,
+        ino: Ino,
+        fh: Option<u64>,
+        size: u64,
+        attrs: &MetaAttrs,
+    ) -> FsResult<()> {
+        let handle = match fh.and_then(|fh| self.handles.lock().get(&fh).cloned()) {
+            Some(Handle::File(f)) if f.lock().await.writer.is_some() => Some(f),
+            _ => self.writer_handles_of(ino).into_iter().next(),
+        };
+        if let Some(h) = handle {
+            let mut g = h.lock().await;
+            let w = g.writer.as_mut().ok_or(FsError::BadHandle)?;
+            w.truncate(size).await?;
+            if *attrs != MetaAttrs::default() {
+                w.set_attrs(attrs);
+            }
+            let sz = w.size();
+            drop(g);
+            if let Some(node) = self.inodes.lock().get_mut(ino) {
+                node.writer_size = Some(sz);
+            }
+            return Ok(());
+        }
+        // No open writer (truncate(2) on a path): a short-lived handle commits at once.
+        let key = self.key_of(ino)?;
+        let base = self.base_for(&key).await?;
+        let mut w = WriteHandle::new(
+            self.client.clone(),
+            self.write_config(),
+            self.upload_slots.clone(),
+            key.clone(),
+            base,
+            false,
+            attrs.clone(),
+        );
+        w.truncate(size).await?;
+        let committed = w.commit().await?;
+        if let Some(c) = committed {
+            self.after_commit(ino, &key, &c);
+        }
+        Ok(())
+    }
+
+    fn write_config(&self) -> WriteConfig {
+        WriteConfig {
+            part_size: self.cfg.part_size,
+            cache_dir: self.cfg.cache_dir.clone(),
+        }
+    }
+
+    /// The current object at `key` as a write base (HEAD, for its full metadata).
+    async fn base_for(&self, key: &str) -> FsResult<Option<Base>> {
+        match self.client.head_object(key).await {
+            Ok(info) => Ok(Some(Base {
+                version: Version {
+                    key: key.to_string(),
+                    etag: info.etag.clone(),
+                    size: info.size,
+                },
+                metadata: info.metadata(),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(FsError::from_read(e)),
+        }
+    }
+
+    fn after_commit(&self, ino: Ino, key: &str, c: &write::Committed) {
+        let meta = MetaAttrs::parse(&c.metadata.user);
+        self.cache.insert(
+            key,
+            Stat::File(FileStat {
+                size: c.size,
+                etag: c.etag.clone(),
+                last_modified: c.last_modified,
+                meta: Some(meta),
+            }),
+        );
+        if let Some(node) = self.inodes.lock().get_mut(ino) {
+            node.local = false;
+            node.writer_size = None;
+            node.cached_etag = None;
+        }
+    }
+
+    pub async fn readlink(&self, ino: Ino) -> FsResult<String> {
+        if let Some(t) = self
+            .inodes
+            .lock()
+            .get(ino)
+            .and_then(|n| n.symlink_target.clone())
+        {
+            return Ok(t);
+        }
+        let key = self.key_of(ino)?;
+        let size = match self.resolve(&key).await? {
+            Some(Stat::File(f)) => f.size,
+            Some(Stat::Dir(_)) => return Err(FsError::Invalid("not a symlink")),
+            None => return Err(FsError::NotFound),
+        };
+        if size > MAX_SYMLINK {
+            return Err(FsError::Invalid("symlink target longer than PATH_MAX"));
+        }
+        let body = if size == 0 {
+            Bytes::new()
+        } else {
+            self.client
+                .get_object_bytes(GetObject::new(key.clone()))
+                .await
+                .map_err(FsError::from_read)?
+                .1
+        };
+        let target = String::from_utf8(body.to_vec())
+            .map_err(|_| FsError::Invalid("symlink target is not UTF-8"))?;
+        if let Some(node) = self.inodes.lock().get_mut(ino) {
+            node.symlink_target = Some(target.clone());
+        }
+        Ok(target)
+    }
+
+    // ---- namespace ----
+
+    fn new_attrs(kind: Kind, perm: u32, uid: u32, gid: u32) -> MetaAttrs {
+        MetaAttrs {
+            mode: Some(mode_bits(kind, (perm & 0o7777) as u16)),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime: Some(SystemTime::now()),
+        }
+    }
+
+    async fn ensure_absent(&self, parent: Ino, name: &str, key: &str) -> FsResult<()> {
+        if let Some(ino) = self.inodes.lock().child(parent, name)
+            && self.local_stat(ino).is_some()
+        {
+            return Err(FsError::Exists);
+        }
+        match self.resolve(key).await? {
+            Some(_) => Err(FsError::Exists),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn mkdir(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        let key = self.child_key(parent, name)?;
+        self.ensure_absent(parent, name, &key).await?;
+        let attrs = Self::new_attrs(Kind::Dir, mode, uid, gid);
+        let mut meta = ObjectMetadata::default();
+        attrs.apply(&mut meta.user);
+        self.client
+            .put_object(PutObject::new(self.dir_prefix(&key), Body::Empty).metadata(meta))
+            .await
+            .map_err(FsError::Cos)?;
+        let stat = Stat::Dir(DirStat::probed(Some((attrs, SystemTime::now()))));
+        self.cache.insert(&key, stat.clone());
+        let ino = self.inodes.lock().lookup(parent, name, Kind::Dir);
+        Ok(self.attr_of(ino, &stat))
+    }
+
+    pub async fn symlink(
+        &self,
+        parent: Ino,
+        name: &str,
+        target: &str,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        let key = self.child_key(parent, name)?;
+        self.ensure_absent(parent, name, &key).await?;
+        let attrs = Self::new_attrs(Kind::Symlink, 0o777, uid, gid);
+        let mut meta = ObjectMetadata::default();
+        attrs.apply(&mut meta.user);
+        let out = self
+            .client
+            .put_object(
+                PutObject::new(key.clone(), Body::Bytes(Bytes::from(target.to_string())))
+                    .metadata(meta),
+            )
+            .await
+            .map_err(FsError::Cos)?;
+        let stat = Stat::File(FileStat {
+            size: target.len() as u64,
+            etag: out.etag,
+            last_modified: SystemTime::now(),
+            meta: Some(attrs),
+        });
+        self.cache.insert(&key, stat.clone());
+        let ino = self.inodes.lock().lookup(parent, name, Kind::Symlink);
+        if let Some(node) = self.inodes.lock().get_mut(ino) {
+            node.symlink_target = Some(target.to_string());
+        }
+        Ok(self.attr_of(ino, &stat))
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let key = self.child_key(parent, name)?;
+        let child = self.inodes.lock().child(parent, name);
+        if let Some(ino) = child
+            && self.local_stat(ino).is_some()
+        {
+            // Never stored: forgetting it is enough; open handles will not commit it.
+            self.inodes.lock().detach(parent, name);
+            return Ok(());
+        }
+        match self.resolve(&key).await? {
+            None => return Err(FsError::NotFound),
+            Some(Stat::Dir(_)) => return Err(FsError::IsDir),
+            Some(Stat::File(_)) => {}
+        }
+        self.client
+            .delete_object(&key)
+            .await
+            .map_err(FsError::Cos)?;
+        self.cache.insert_missing(&key);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    /// Whether directory `key` has anything in it besides its own marker.
+    async fn dir_has_children(&self, key: &str, ino: Option<Ino>) -> FsResult<bool> {
+        if let Some(ino) = ino {
+            let kids = self.inodes.lock().children_of(ino);
+            if kids.into_iter().any(|k| self.local_stat(k).is_some()) {
+                return Ok(true);
+            }
+        }
+        let prefix = self.dir_prefix(key);
+        let page = self
+            .client
+            .list_objects(ListObjects::new(prefix.clone()).max_keys(2))
+            .await
+            .map_err(FsError::Cos)?;
+        Ok(!page.common_prefixes.is_empty() || page.objects.iter().any(|o| o.key != prefix))
+    }
+
+    pub async fn rmdir(&self, parent: Ino, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let key = self.child_key(parent, name)?;
+        match self.resolve(&key).await? {
+            None => return Err(FsError::NotFound),
+            Some(Stat::File(_)) => return Err(FsError::NotDir),
+            Some(Stat::Dir(_)) => {}
+        }
+        let ino = self.inodes.lock().child(parent, name);
+        if self.dir_has_children(&key, ino).await? {
+            return Err(FsError::NotEmpty);
+        }
+        self.client
+            .delete_object(&self.dir_prefix(&key))
+            .await
+            .map_err(FsError::Cos)?;
+        self.cache.remove_tree(&key);
+        self.cache.insert_missing(&key);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    /// Commits every dirty write handle whose file is `ino` or lies under it.
+    async fn commit_writers_under(&self, ino: Ino) -> FsResult<()> {
+        let handles: Vec<(u64, Arc<tokio::sync::Mutex<FileHandle>>)> = self
+            .handles
+            .lock()
+            .iter()
+            .filter_map(|(fh, h)| match h {
+                Handle::File(f) => Some((*fh, f.clone())),
+                Handle::Dir(_) => None,
+            })
+            .collect();
+        for (fh, h) in handles {
+            let target = h.lock().await.ino;
+            let under = {
+                let inodes = self.inodes.lock();
+                let mut cur = target;
+                let mut found = false;
+                for _ in 0..4096 {
+                    if cur == ino {
+                        found = true;
+                        break;
+                    }
+                    match inodes.get(cur) {
+                        Some(n) if cur != ROOT_INO => cur = n.parent,
+                        _ => break,
+                    }
+                }
+                found
+            };
+            if under {
+                self.commit_handle(fh).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Server-side copy of one object, multipart above 5 GiB (Upload Part - Copy).
+    async fn copy_one(&self, src: &str, dst: &str, size: u64) -> FsResult<()> {
+        if size <= MAX_SINGLE_UPLOAD {
+            self.client
+                .copy_object(CopyObject::new(src, dst))
+                .await
+                .map_err(FsError::from_read)?;
+            return Ok(());
+        }
+        let info = self.head_fresh(src).await?;
+        let id = self
+            .client
+            .create_multipart_upload(dst, &info.metadata())
+            .await
+            .map_err(FsError::Cos)?;
+        let ranges: Vec<(u32, u64, u64)> = (0..info.size.div_ceil(COPY_PART_SIZE))
+            .map(|i| {
+                let s = i * COPY_PART_SIZE;
+                ((i + 1) as u32, s, (s + COPY_PART_SIZE).min(info.size))
+            })
+            .collect();
+        let result: Result<Vec<CompletedPart>, CosError> = futures::stream::iter(ranges)
+            .map(|(n, s, e)| {
+                let (id, etag) = (id.clone(), info.etag.clone());
+                async move {
+                    self.client
+                        .upload_part_copy(dst, &id, n, src, Some((s, e)), Some(&etag))
+                        .await
+                        .map(|p| CompletedPart {
+                            part_number: n,
+                            etag: p.etag,
+                        })
+                }
+            })
+            .buffered(self.cfg.max_concurrency.max(1))
+            .try_collect()
+            .await;
+        let done = match result {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload(dst, &id, &parts)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            let _ = self.client.abort_multipart_upload(dst, &id).await;
+            return Err(FsError::from_read(e));
+        }
+        Ok(())
+    }
+
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        new_parent: Ino,
+        new_name: &str,
+        noreplace: bool,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        let src = self.child_key(parent, name)?;
+        let dst = self.child_key(new_parent, new_name)?;
+        if src == dst {
+            return Ok(());
+        }
+        let src_ino = self.inodes.lock().child(parent, name);
+        let src_local = src_ino.is_some_and(|i| self.local_stat(i).is_some());
+        let src_stat = if src_local {
+            None
+        } else {
+            Some(self.resolve(&src).await?.ok_or(FsError::NotFound)?)
+        };
+        let src_kind = src_stat.as_ref().map(Stat::kind).unwrap_or(Kind::File);
+        let dst_ino = self.inodes.lock().child(new_parent, new_name);
+        let dst_stat = if dst_ino.is_some_and(|i| self.local_stat(i).is_some()) {
+            self.local_stat(dst_ino.expect("checked"))
+        } else {
+            self.resolve(&dst).await?
+        };
+        if let Some(d) = &dst_stat {
+            if noreplace {
+                return Err(FsError::Exists);
+            }
+            match (src_kind == Kind::Dir, d.kind() == Kind::Dir) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (true, true) => {
+                    if self.dir_has_children(&dst, dst_ino).await? {
+                        return Err(FsError::NotEmpty);
+                    }
+                }
+                (false, false) => {}
+            }
+        }
+        if src_kind == Kind::Dir && dst.starts_with(&format!("{src}/")) {
+            return Err(FsError::Invalid("cannot move a directory into itself"));
+        }
+        if src_local {
+            // Not stored yet: only the name changes; the first commit uses the new one.
+            let ino = src_ino.expect("local implies an inode");
+            self.inodes.lock().rename(ino, new_parent, new_name);
+            self.cache.remove(&dst);
+            return Ok(());
+        }
+        if let Some(ino) = src_ino {
+            self.commit_writers_under(ino).await?;
+        }
+        match src_stat.expect("not local") {
+            Stat::File(_) => {
+                let info = self.head_fresh(&src).await?;
+                self.copy_one(&src, &dst, info.size).await?;
+                self.client
+                    .delete_object(&src)
+                    .await
+                    .map_err(FsError::Cos)?;
+                self.cache.insert_missing(&src);
+                self.cache.remove(&dst);
+            }
+            Stat::Dir(_) => {
+                if dst_stat.is_some() {
+                    self.client
+                        .delete_object(&self.dir_prefix(&dst))
+                        .await
+                        .map_err(FsError::Cos)?;
+                }
+                self.rename_tree(&src, &dst).await?;
+                self.cache.remove_tree(&src);
+                self.cache.remove_tree(&dst);
+                self.cache.insert_missing(&src);
+            }
+        }
+        let moved = self.inodes.lock().child(parent, name);
+        if let Some(ino) = moved {
+            self.inodes.lock().rename(ino, new_parent, new_name);
+            // Open handles commit to the new key from now on.
+            let handles: Vec<Handle> = self.handles.lock().values().cloned().collect();
+            for h in handles {
+                if let Handle::File(f) = h {
+                    let mut g = f.lock().await;
+                    let hino = g.ino;
+                    if let (Some(w), Ok(k)) = (g.writer.as_mut(), self.key_of(hino)) {
+                        w.set_key(k);
+                    }
+                }
+            }
+        } else {
+            self.inodes.lock().detach(new_parent, new_name);
+        }
+        Ok(())
+    }
+
+    /// Copies every key under `src/` to `dst/` (in parallel), then deletes the old keys: an
+    /// interruption leaves every object reachable under the old name, the new one, or both.
+    async fn rename_tree(&self, src: &str, dst: &str) -> FsResult<()> {
+        let src_prefix = self.dir_prefix(src);
+        let dst_prefix = self.dir_prefix(dst);
+        let pages: Vec<_> = list_all(self.client.clone(), ListObjects::new(src_prefix.clone()))
+            .try_collect()
+            .await
+            .map_err(FsError::Cos)?;
+        let objects: Vec<(String, u64)> = pages
+            .into_iter()
+            .flat_map(|p| p.objects)
+            .map(|o| (o.key, o.size))
+            .collect();
+        futures::stream::iter(objects.iter().cloned())
+            .map(|(key, size)| {
+                let target = format!("{dst_prefix}{}", &key[src_prefix.len()..]);
+                async move { self.copy_one(&key, &target, size).await }
+            })
+            .buffer_unordered(RENAME_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let keys: Vec<String> = objects.into_iter().map(|(k, _)| k).collect();
+        let failed = self
+            .client
+            .delete_objects(&keys)
+            .await
+            .map_err(FsError::Cos)?;
+        if let Some((key, why)) = failed.first() {
+            log::error!("rename: could not delete {key} after copying it: {why}");
+            return Err(FsError::Local(format!("could not delete {key}")));
+        }
+        Ok(())
+    }
+
+    pub fn link(&self) -> FsResult<Attr> {
+        Err(FsError::NotPermitted("hard links are not supported on COS"))
+    }
+
+    // ---- files ----
+
+    fn new_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, h);
+        fh
+    }
+
+    fn file_handle(&self, fh: u64) -> FsResult<Arc<tokio::sync::Mutex<FileHandle>>> {
+        match self.handles.lock().get(&fh) {
+            Some(Handle::File(f)) => Ok(f.clone()),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Opens a file. Returns the handle and whether the kernel may keep its cached pages.
+    pub async fn open(&self, ino: Ino, mode: OpenMode) -> FsResult<(u64, bool)> {
+        if mode.write || mode.truncate {
+            self.check_writable()?;
+        }
+        let kind = self
+            .inodes
+            .lock()
+            .get(ino)
+            .map(|n| n.kind)
+            .ok_or(FsError::Stale)?;
+        if kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let key = self.key_of(ino)?;
+        let local = self.local_stat(ino).is_some();
+        let stat = if local {
+            None
+        } else {
+            match self.resolve(&key).await? {
+                Some(Stat::File(f)) => Some(f),
+                Some(Stat::Dir(_)) => return Err(FsError::IsDir),
+                None => return Err(FsError::NotFound),
+            }
+        };
+        let version = stat.as_ref().map(|f| Version {
+            key: key.clone(),
+            etag: f.etag.clone(),
+            size: f.size,
+        });
+        let writer = if mode.write || mode.truncate {
+            let base = if local {
+                None
+            } else {
+                self.base_for(&key).await?
+            };
+            Some(WriteHandle::new(
+                self.client.clone(),
+                self.write_config(),
+                self.upload_slots.clone(),
+                key.clone(),
+                base,
+                mode.truncate,
+                MetaAttrs::default(),
+            ))
+        } else {
+            None
+        };
+        let keep_cache = {
+            let mut inodes = self.inodes.lock();
+            inodes.open_handle(ino);
+            let node = inodes.get_mut(ino).expect("just opened");
+            let etag = version.as_ref().map(|v| v.etag.clone());
+            let keep = writer.is_none() && etag.is_some() && node.cached_etag == etag;
+            node.cached_etag = if writer.is_none() { etag } else { None };
+            if let Some(w) = &writer
+                && mode.truncate
+            {
+                node.writer_size = Some(w.size());
+            }
+            keep
+        };
+        let fh = self.new_handle(Handle::File(Arc::new(tokio::sync::Mutex::new(
+            FileHandle {
+                ino,
+                version,
+                reader: None,
+                writer,
+            },
+        ))));
+        Ok((fh, keep_cache))
+    }
+
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        open: OpenMode,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<(Attr, u64)> {
+        self.check_writable()?;
+        let key = self.child_key(parent, name)?;
+        if self.ensure_absent(parent, name, &key).await.is_err() {
+            if open.exclusive {
+                return Err(FsError::Exists);
+            }
+            let attr = self.lookup(parent, name).await?;
+            let (fh, _) = self
+                .open(
+                    attr.ino,
+                    OpenMode {
+                        write: true,
+                        ..open
+                    },
+                )
+                .await?;
+            return Ok((self.getattr(attr.ino).await?, fh));
+        }
+        let attrs = Self::new_attrs(Kind::File, mode, uid, gid);
+        let ino = {
+            let mut inodes = self.inodes.lock();
+            let ino = inodes.lookup(parent, name, Kind::File);
+            let node = inodes.get_mut(ino).expect("just created");
+            node.local = true;
+            node.unlinked = false;
+            node.local_perm = Some((mode & 0o7777) as u16);
+            node.writer_size = Some(0);
+            inodes.open_handle(ino);
+            ino
+        };
+        self.cache.remove(&key);
+        let writer = WriteHandle::new(
+            self.client.clone(),
+            self.write_config(),
+            self.upload_slots.clone(),
+            key,
+            None,
+            true,
+            attrs,
+        );
+        let fh = self.new_handle(Handle::File(Arc::new(tokio::sync::Mutex::new(
+            FileHandle {
+                ino,
+                version: None,
+                reader: None,
+                writer: Some(writer),
+            },
+        ))));
+        let stat = self.local_stat(ino).expect("local");
+        Ok((self.attr_of(ino, &stat), fh))
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        let h = self.file_handle(fh)?;
+        let mut g = h.lock().await;
+        if let Some(w) = g.writer.as_mut()
+            && w.has_local_content()
+        {
+            return w.read(offset, size as u64).await;
+        }
+        if g.reader.is_none() {
+            let Some(version) = g.version.clone() else {
+                return Ok(Bytes::new());
+            };
+            g.reader = Some(Prefetcher::new(
+                self.client.clone(),
+                version,
+                self.cfg.prefetch.clone(),
+                self.prefetch_memory.clone(),
+            ));
+        }
+        let result = g
+            .reader
+            .as_mut()
+            .expect("set above")
+            .read(offset, size as u64)
+            .await;
+        if let Err(FsError::SseKey) = &result {
+            log::error!(
+                "cannot read {}: it is SSE-C encrypted and the mount's key is missing or different",
+                g.version.as_ref().map(|v| v.key.as_str()).unwrap_or("?")
+            );
+        }
+        if let Err(FsError::Stale) = &result {
+            log::warn!(
+                "{} changed while open; reads of this handle fail with ESTALE",
+                g.version.as_ref().map(|v| v.key.as_str()).unwrap_or("?")
+            );
+        }
+        result
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> FsResult<u32> {
+        let h = self.file_handle(fh)?;
+        let mut g = h.lock().await;
+        let ino = g.ino;
+        let w = g.writer.as_mut().ok_or(FsError::BadHandle)?;
+        let len = data.len() as u32;
+        w.write(offset, data).await?;
+        let size = w.size();
+        drop(g);
+        if let Some(node) = self.inodes.lock().get_mut(ino) {
+            node.writer_size = Some(size);
+        }
+        Ok(len)
+    }
+
+    /// Commits a handle's pending writes; its error is the caller's (flush/fsync → EIO).
+    async fn commit_handle(&self, fh: u64) -> FsResult<()> {
+        let h = self.file_handle(fh)?;
+        let mut g = h.lock().await;
+        let ino = g.ino;
+        let Some(w) = g.writer.as_mut() else {
+            return Ok(());
+        };
+        let unlinked = self
+            .inodes
+            .lock()
+            .get(ino)
+            .map(|n| n.unlinked)
+            .unwrap_or(true);
+        if unlinked {
+            w.discard().await;
+            return Ok(());
+        }
+        let key = self.key_of(ino)?;
+        if w.key() != key {
+            w.set_key(key.clone());
+        }
+        if let Some(c) = w.commit().await? {
+            self.after_commit(ino, &key, &c);
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&self, fh: u64) -> FsResult<()> {
+        self.commit_handle(fh).await
+    }
+
+    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+        self.commit_handle(fh).await
+    }
+
+    /// Closes a handle, committing what is still dirty (an error here can only be logged).
+    pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let result = self.commit_handle(fh).await;
+        let removed = self.handles.lock().remove(&fh);
+        if let Some(Handle::File(h)) = removed {
+            let mut g = h.lock().await;
+            if let Some(w) = g.writer.as_mut() {
+                w.discard().await;
+            }
+            let ino = g.ino;
+            let mut inodes = self.inodes.lock();
+            if let Some(node) = inodes.get_mut(ino)
+                && g.writer.is_some()
+            {
+                node.writer_size = None;
+                if node.local {
+                    // A failed first commit: the file never existed in COS.
+                    node.local = false;
+                    node.unlinked = true;
+                }
+            }
+            inodes.close_handle(ino);
+        }
+        if let Err(e) = &result {
+            log::error!("closing a file: its last commit failed: {e}");
+        }
+        result
+    }
+
+    // ---- directories ----
+
+    pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
+        let kind = self
+            .inodes
+            .lock()
+            .get(ino)
+            .map(|n| n.kind)
+            .ok_or(FsError::Stale)?;
+        if kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let key = self.key_of(ino)?;
+        let prefix = if ino == ROOT_INO {
+            self.cfg.prefix.clone()
+        } else {
+            self.dir_prefix(&key)
+        };
+        self.inodes.lock().open_handle(ino);
+        Ok(
+            self.new_handle(Handle::Dir(Arc::new(tokio::sync::Mutex::new(
+                DirHandle::new(ino, prefix),
+            )))),
+        )
+    }
+
+    /// Entries from `offset` on (at most `max`), fetching listing pages as needed.
+    pub async fn readdir(&self, fh: u64, offset: u64, max: usize) -> FsResult<Vec<Listed>> {
+        let h = match self.handles.lock().get(&fh) {
+            Some(Handle::Dir(d)) => d.clone(),
+            _ => return Err(FsError::BadHandle),
+        };
+        let mut d = h.lock().await;
+        let mut out = Vec::new();
+        let ino = d.ino;
+        if offset < 1 {
+            out.push(Listed {
+                next_offset: 1,
+                name: ".".into(),
+                kind: Kind::Dir,
+                entry: None,
+                ino,
+            });
+        }
+        if offset < 2 {
+            let parent = self
+                .inodes
+                .lock()
+                .get(ino)
+                .map(|n| n.parent)
+                .unwrap_or(ROOT_INO);
+            out.push(Listed {
+                next_offset: 2,
+                name: "..".into(),
+                kind: Kind::Dir,
+                entry: None,
+                ino: parent,
+            });
+        }
+        let start = offset.saturating_sub(FIRST_ENTRY_OFFSET - 1) as usize;
+        while !d.done && d.entries.len() < start + max {
+            let page = self
+                .client
+                .list_objects(
+                    ListObjects::new(d.prefix.clone())
+                        .delimiter("/")
+                        .marker(d.marker.clone().unwrap_or_default()),
+                )
+                .await
+                .map_err(FsError::Cos)?;
+            let first_new = d.entries.len();
+            for (key, stat) in d.absorb(page, &self.skips) {
+                self.cache.insert(&key, stat);
+            }
+            self.complete_entries(&mut d, first_new).await;
+        }
+        if d.done && !d.local_added {
+            d.local_added = true;
+            let kids = self.inodes.lock().children_of(ino);
+            for k in kids {
+                if let Some(stat) = self.local_stat(k) {
+                    let name = self.inodes.lock().get(k).map(|n| n.name.clone());
+                    if let Some(name) = name {
+                        d.add_local(name, stat);
+                    }
+                }
+            }
+        }
+        for (i, e) in d.entries.iter().enumerate().skip(start).take(max) {
+            let known = self.inodes.lock().child(ino, &e.name);
+            out.push(Listed {
+                next_offset: i as u64 + FIRST_ENTRY_OFFSET,
+                name: e.name.clone(),
+                kind: e.kind(),
+                entry: Some(e.clone()),
+                ino: known.unwrap_or(u64::MAX - i as u64),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Gives entries `from..` of a listing their full attributes: what the cache knows for the
+    /// same object version, else a HEAD per entry (many in parallel), since COS listings carry
+    /// no user metadata (mode, owner, symlink). Skipped with `fast_listing`.
+    async fn complete_entries(&self, d: &mut DirHandle, from: usize) {
+        let mut need = Vec::new();
+        for (i, e) in d.entries.iter_mut().enumerate().skip(from) {
+            let key = format!("{}{}", d.prefix, e.name);
+            if let Cached::Found(s) = self.cache.get(&key) {
+                e.stat = s;
+            }
+            let incomplete = match &e.stat {
+                Stat::File(f) => f.meta.is_none(),
+                Stat::Dir(dir) => !dir.probed,
+            };
+            if incomplete && !self.cfg.fast_listing {
+                need.push((i, key, matches!(e.stat, Stat::Dir(_))));
+            }
+        }
+        let found: Vec<(usize, String, Stat)> = futures::stream::iter(need)
+            .map(|(i, key, is_dir)| async move {
+                let stat = if is_dir {
+                    match self.client.head_object(&format!("{key}/")).await {
+                        Ok(info) => Some(Stat::Dir(DirStat::probed(Some((
+                            MetaAttrs::parse(&info.user),
+                            info.last_modified,
+                        ))))),
+                        Err(e) if e.is_not_found() => Some(Stat::Dir(DirStat::probed(None))),
+                        Err(_) => None,
+                    }
+                } else {
+                    match self.client.head_object(&key).await {
+                        Ok(info) => Some(Stat::File(FileStat {
+                            size: info.size,
+                            etag: info.etag,
+                            last_modified: info.last_modified,
+                            meta: Some(MetaAttrs::parse(&info.user)),
+                        })),
+                        Err(_) => None,
+                    }
+                };
+                stat.map(|s| (i, key, s))
+            })
+            .buffer_unordered(LISTING_HEAD_CONCURRENCY)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await;
+        for (i, key, stat) in found {
+            self.cache.insert(&key, stat.clone());
+            d.entries[i].stat = stat;
+        }
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        let removed = self.handles.lock().remove(&fh);
+        if let Some(Handle::Dir(d)) = removed {
+            let ino = d.try_lock().map(|g| g.ino).ok();
+            if let Some(ino) = ino {
+                self.inodes.lock().close_handle(ino);
+            }
+        }
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        StatFs {
+            blocks: 1 << 40,
+            bfree: 1 << 40,
+            files: 1 << 32,
+            ffree: 1 << 32,
+            bsize: 4096,
+            namelen: dir::NAME_MAX as u32,
+        }
+    }
+
+    /// At unmount: commits every dirty handle still open (or aborts its upload).
+    pub async fn shutdown(&self) {
+        let fhs: Vec<u64> = self.handles.lock().keys().copied().collect();
+        for fh in fhs {
+            let is_file = matches!(self.handles.lock().get(&fh), Some(Handle::File(_)));
+            if is_file {
+                if let Err(e) = self.release(fh).await {
+                    log::error!("unmount: a file open for writing could not be stored: {e}");
+                }
+            } else {
+                self.releasedir(fh);
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Reads: ranged GETs pinned to the ETag seen at open, with a sequential prefetcher.
+//!
+//! A reader that keeps reading where it left off (or inside what is already queued) gets a
+//! window of ranged GETs in flight ahead of it; the window starts at `initial` bytes and doubles
+//! with each sequential read up to `max_window`, split into chunks of at most `max_chunk`, so
+//! several GETs run at once. A read elsewhere resets the window; a small read far from the last
+//! one fetches exactly its range. Every GET carries `If-Match: <etag>`: if the object is
+//! replaced while open, reads fail with ESTALE instead of mixing two versions. Prefetched bytes
+//! are bounded per handle (`max_window`) and per mount (a semaphore counting KiB).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::error::{FsError, FsResult};
+use crate::cos::{GetObject, ObjectClient};
+
+/// Prefetch tuning; see `--prefetch-*` options.
+#[derive(Debug, Clone)]
+pub struct PrefetchConfig {
+    /// First window: small, so a reader that stops early costs little (1 MiB).
+    pub initial: u64,
+    /// Largest window per handle (64 MiB keeps a loopback or LAN link busy while bounded).
+    pub max_window: u64,
+    /// Largest single GET (8 MiB: big enough to amortise a request, small enough that several
+    /// run in parallel within the window).
+    pub max_chunk: u64,
+}
+
+impl Default for PrefetchConfig {
+    fn default() -> Self {
+        PrefetchConfig {
+            initial: 1 << 20,
+            max_window: 64 << 20,
+            max_chunk: 8 << 20,
+        }
+    }
+}
+
+/// The object version a reader is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+enum ChunkData {
+    Pending(JoinHandle<FsResult<Bytes>>),
+    Ready(Bytes),
+}
+
+struct Chunk {
+    start: u64,
+    end: u64,
+    data: ChunkData,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if let ChunkData::Pending(h) = &self.data {
+            h.abort();
+        }
+    }
+}
+
+pub struct Prefetcher {
+    client: Arc<dyn ObjectClient>,
+    version: Version,
+    cfg: PrefetchConfig,
+    memory: Arc<Semaphore>,
+    chunks: VecDeque<Chunk>,
+    window: u64,
+    /// End of the last chunk queued.
+    next_fetch: u64,
+    /// End of the last read served.
+    last_end: u64,
+}
+
+fn kib(n: u64) -> u32 {
+    n.div_ceil(1024).min(u32::MAX as u64) as u32
+}
+
+/// Fetches `[start, end)` of a pinned version.
+pub async fn fetch_range(
+    client: &dyn ObjectClient,
+    version: &Version,
+    start: u64,
+    end: u64,
+) -> FsResult<Bytes> {
+    if start >= end {
+        return Ok(Bytes::new());
+    }
+    let (_, body) = client
+        .get_object_bytes(
+            GetObject::new(version.key.clone())
+                .range(start, end)
+                .if_match(version.etag.clone()),
+        )
+        .await
+        .map_err(FsError::from_read)?;
+    if body.len() as u64 != end - start {
+        return Err(FsError::Stale);
+    }
+    Ok(body)
+}
+
+impl Prefetcher {
+    pub fn new(
+        client: Arc<dyn ObjectClient>,
+        version: Version,
+        cfg: PrefetchConfig,
+        memory: Arc<Semaphore>,
+    ) -> Self {
+        let window = cfg.initial;
+        Prefetcher {
+            client,
+            version,
+            cfg,
+            memory,
+            chunks: VecDeque::new(),
+            window,
+            next_fetch: 0,
+            last_end: 0,
+        }
+    }
+
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+
+    fn queued_start(&self) -> Option<u64> {
+        self.chunks.front().map(|c| c.start)
+    }
+
+    fn covered(&self, offset: u64) -> bool {
+        self.queued_start()
+            .is_some_and(|s| offset >= s && offset < self.next_fetch)
+    }
+
+    fn reset(&mut self, at: u64) {
+        self.chunks.clear();
+        self.window = self.cfg.initial;
+        self.next_fetch = at;
+    }
+
+    fn spawn_chunk(&mut self, start: u64, end: u64, permit: OwnedSemaphorePermit) {
+        let client = self.client.clone();
+        let version = self.version.clone();
+        let task = tokio::spawn(async move { fetch_range(&*client, &version, start, end).await });
+        self.chunks.push_back(Chunk {
+            start,
+            end,
+            data: ChunkData::Pending(task),
+            _permit: permit,
+        });
+        self.next_fetch = end;
+    }
+
+    fn chunk_len(&self) -> u64 {
+        (self.window / 4).clamp(self.cfg.initial.min(self.cfg.max_chunk), self.cfg.max_chunk)
+    }
+
+    /// Queues chunks until `[.., need_end)` is covered (waiting for memory if it must) and
+    /// then, opportunistically, up to the window ahead of `offset`.
+    async fn fill(&mut self, offset: u64, need_end: u64) -> FsResult<()> {
+        let size = self.version.size;
+        while self.next_fetch < need_end {
+            let start = self.next_fetch;
+            let end = (start + self.chunk_len()).min(size);
+            let permit = self
+                .memory
+                .clone()
+                .acquire_many_owned(kib(end - start))
+                .await
+                .map_err(|_| FsError::Local("prefetch memory closed".into()))?;
+            self.spawn_chunk(start, end, permit);
+        }
+        let horizon = (offset + self.window).min(size);
+        while self.next_fetch < horizon {
+            let start = self.next_fetch;
+            let end = (start + self.chunk_len()).min(size);
+            let Ok(permit) = self.memory.clone().try_acquire_many_owned(kib(end - start)) else {
+                break;
+            };
+            self.spawn_chunk(start, end, permit);
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
+    pub async fn read(&mut self, offset: u64, len: u64) -> FsResult<Bytes> {
+        let size = self.version.size;
+        if offset >= size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = (offset + len).min(size);
+        let sequential = offset == self.last_end || self.covered(offset);
+        if !sequential {
+            self.reset(offset);
+            if end - offset <= self.cfg.initial {
+                // A random read: fetch exactly what was asked, no prefetch.
+                self.last_end = end;
+                self.next_fetch = end;
+                return fetch_range(&*self.client, &self.version, offset, end).await;
+            }
+        } else if offset == self.last_end && offset > 0 {
+            self.window = (self.window * 2).min(self.cfg.max_window);
+        }
+        if !self.covered(offset) {
+            self.reset(offset);
+        }
+        self.fill(offset, end).await?;
+        // Chunks wholly before this read are consumed (kernel readahead can reorder reads
+        // slightly, so the chunk holding `offset` is kept until a read passes it).
+        while self.chunks.front().is_some_and(|c| c.end <= offset) {
+            self.chunks.pop_front();
+        }
+        let mut out: Option<Bytes> = None;
+        let mut buf: Option<BytesMut> = None;
+        for chunk in self.chunks.iter_mut() {
+            if chunk.start >= end {
+                break;
+            }
+            if chunk.end <= offset {
+                continue;
+            }
+            if let ChunkData::Pending(h) = &mut chunk.data {
+                let data = match h.await {
+                    Ok(r) => r?,
+                    Err(e) => return Err(FsError::Local(format!("prefetch task failed: {e}"))),
+                };
+                chunk.data = ChunkData::Ready(data);
+            }
+            let ChunkData::Ready(data) = &chunk.data else {
+                unreachable!("set above")
+            };
+            let s = (offset.max(chunk.start) - chunk.start) as usize;
+            let e = (end.min(chunk.end) - chunk.start) as usize;
+            let piece = data.slice(s..e);
+            match (&mut out, &mut buf) {
+                (None, None) => out = Some(piece),
+                (Some(first), None) => {
+                    let mut b = BytesMut::with_capacity((end - offset) as usize);
+                    b.extend_from_slice(first);
+                    b.extend_from_slice(&piece);
+                    buf = Some(b);
+                }
+                (_, Some(b)) => b.extend_from_slice(&piece),
+            }
+        }
+        self.last_end = end;
+        Ok(match buf {
+            Some(b) => b.freeze(),
+            None => out.unwrap_or_default(),
+        })
+    }
+}

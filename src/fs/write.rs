@@ -1,0 +1,777 @@
+//! Write handles: every byte written goes to a staging file on local disk (`--cache-dir`,
+//! created and unlinked at once, so a crash leaves nothing behind), and the object is replaced
+//! on commit (flush, fsync, release) by one PUT or one multipart upload.
+//!
+//! The layout of parts is fixed by offset (`part_bounds`), so the handle can upload parts
+//! while the writer still writes: when a write crosses the end of a part of a file that is
+//! already larger than one part, that part goes up in the background (at most
+//! `--max-concurrency` uploads in flight per mount). A part written again later is uploaded
+//! again at commit (each part carries a generation number). At commit, parts that are
+//! unchanged ranges of the previous object are copied server-side with Upload Part - Copy, so
+//! appending to a large object moves only the new bytes; ranges of the old object that are
+//! needed locally are fetched lazily. A commit either replaces the object atomically (PUT or
+//! Complete) or fails with the old object intact and the multipart upload aborted; the handle
+//! then reports the failure (EIO) from every later flush/fsync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use super::attrs::MetaAttrs;
+use super::error::{FsError, FsResult};
+use super::ranges::RangeSet;
+use super::read::{Version, fetch_range};
+use crate::cos::client::{CompletedPart, MAX_PARTS, MAX_SINGLE_UPLOAD, MIN_PART_SIZE, PartOutput};
+use crate::cos::{Body, CosError, ObjectClient, ObjectMetadata, PutObject};
+
+/// The largest part COS accepts (§4).
+const MAX_PART_SIZE: u64 = 5 << 30;
+/// Parts of the base size before the schedule starts growing them.
+const FIXED_PARTS: u32 = 1000;
+/// After `FIXED_PARTS`, the part size doubles every this many parts (capped at 5 GiB), so a
+/// file with 10,000 parts of an 8 MiB base size reaches about 40 TiB.
+const GROWTH_STEP: u32 = 100;
+/// Granularity of lazy fetches from the old object when reading through a write handle.
+const FETCH_ALIGN: u64 = 1 << 20;
+
+/// The size of part `i` (0-based) for base part size `ps`.
+pub fn part_len(i: u32, ps: u64) -> u64 {
+    if i < FIXED_PARTS {
+        return ps;
+    }
+    let doublings = (i - FIXED_PARTS) / GROWTH_STEP + 1;
+    ps.saturating_mul(1u64 << doublings.min(40))
+        .min(MAX_PART_SIZE)
+}
+
+/// `[start, end)` of part `i`.
+pub fn part_bounds(i: u32, ps: u64) -> (u64, u64) {
+    let mut start = 0u64;
+    if i <= FIXED_PARTS {
+        start = i as u64 * ps;
+    } else {
+        start += FIXED_PARTS as u64 * ps;
+        let mut j = FIXED_PARTS;
+        while j < i {
+            let group_end =
+                (j - FIXED_PARTS) / GROWTH_STEP * GROWTH_STEP + FIXED_PARTS + GROWTH_STEP;
+            let n = group_end.min(i) - j;
+            start = start.saturating_add(n as u64 * part_len(j, ps));
+            j += n;
+        }
+    }
+    (start, start.saturating_add(part_len(i, ps)))
+}
+
+/// The part holding byte `offset`.
+pub fn part_at(offset: u64, ps: u64) -> u32 {
+    if offset < FIXED_PARTS as u64 * ps {
+        return (offset / ps) as u32;
+    }
+    let (mut lo, mut hi) = (FIXED_PARTS, MAX_PARTS * 4);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if part_bounds(mid, ps).1 <= offset {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// The largest file the part schedule can hold.
+pub fn max_file_size(ps: u64) -> u64 {
+    part_bounds(MAX_PARTS - 1, ps).1
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    /// Base part size (`--part-size`, default 8 MiB); files up to it are one PUT.
+    pub part_size: u64,
+    pub cache_dir: PathBuf,
+}
+
+/// The object a handle started from.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub version: Version,
+    pub metadata: ObjectMetadata,
+}
+
+type PartTask = JoinHandle<Result<PartOutput, CosError>>;
+
+enum PartSlot {
+    InFlight {
+        generation: u64,
+        len: u64,
+        task: PartTask,
+    },
+    Done {
+        generation: u64,
+        len: u64,
+        etag: String,
+    },
+}
+
+struct Multipart {
+    key: String,
+    upload_id: String,
+    parts: BTreeMap<u32, PartSlot>,
+}
+
+/// What a successful commit produced.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub etag: String,
+    pub size: u64,
+    pub metadata: ObjectMetadata,
+    pub last_modified: SystemTime,
+}
+
+pub struct WriteHandle {
+    client: Arc<dyn ObjectClient>,
+    /// The object key this handle commits to (updated when the file is renamed).
+    key: String,
+    cfg: WriteConfig,
+    slots: Arc<Semaphore>,
+    base: Option<Base>,
+    /// Bytes of the base object still valid at their offsets (a truncation shortens it).
+    base_valid: u64,
+    file: Option<Arc<std::fs::File>>,
+    size: u64,
+    present: RangeSet,
+    dirty: RangeSet,
+    gens: HashMap<u32, u64>,
+    content_dirty: bool,
+    meta_dirty: bool,
+    attrs: MetaAttrs,
+    upload: Option<Multipart>,
+    failed: bool,
+}
+
+fn create_staging_file(dir: &Path) -> FsResult<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let mut rng_name = String::new();
+    for _ in 0..4 {
+        rng_name.push_str(&format!("{:08x}", rand::random::<u32>()));
+    }
+    let path = dir.join(format!("cosmount-staging-{rng_name}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    // Unlinked at once: the data live while the handle does and vanish on any exit or crash.
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+impl WriteHandle {
+    /// A handle on `base` (None for a new file). `truncate`: the content starts empty
+    /// (O_TRUNC, or a new file), which is itself a change to commit.
+    pub fn new(
+        client: Arc<dyn ObjectClient>,
+        cfg: WriteConfig,
+        slots: Arc<Semaphore>,
+        key: String,
+        base: Option<Base>,
+        truncate: bool,
+        attrs: MetaAttrs,
+    ) -> Self {
+        let base_size = base.as_ref().map(|b| b.version.size).unwrap_or(0);
+        let (size, base_valid) = if truncate {
+            (0, 0)
+        } else {
+            (base_size, base_size)
+        };
+        WriteHandle {
+            client,
+            key,
+            cfg,
+            slots,
+            base_valid,
+            content_dirty: truncate || base.is_none(),
+            meta_dirty: false,
+            base,
+            file: None,
+            size,
+            present: RangeSet::new(),
+            dirty: RangeSet::new(),
+            gens: HashMap::new(),
+            attrs,
+            upload: None,
+            failed: false,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The file was renamed: later commits go to `key`.
+    pub fn set_key(&mut self, key: String) {
+        self.key = key;
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.content_dirty || self.meta_dirty
+    }
+
+    /// Whether reads must come from the staging file (something was written or truncated).
+    pub fn has_local_content(&self) -> bool {
+        self.content_dirty || self.file.is_some()
+    }
+
+    pub fn base(&self) -> Option<&Base> {
+        self.base.as_ref()
+    }
+
+    /// Attribute changes (chmod, chown, utimens) that ride along with the next commit.
+    pub fn set_attrs(&mut self, change: &MetaAttrs) {
+        self.attrs.merge(change);
+        self.meta_dirty = true;
+    }
+
+    fn check(&self) -> FsResult<()> {
+        if self.failed {
+            Err(FsError::CommitFailed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn file(&mut self) -> FsResult<Arc<std::fs::File>> {
+        if self.file.is_none() {
+            let f = create_staging_file(&self.cfg.cache_dir)?;
+            f.set_len(self.size)?;
+            self.file = Some(Arc::new(f));
+        }
+        Ok(self.file.clone().expect("set above"))
+    }
+
+    fn touch_parts(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let ps = self.cfg.part_size;
+        for i in part_at(start, ps)..=part_at(end - 1, ps) {
+            *self.gens.entry(i).or_default() += 1;
+        }
+    }
+
+    pub async fn write(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
+        self.check()?;
+        let end = offset + data.len() as u64;
+        if end > max_file_size(self.cfg.part_size) {
+            return Err(FsError::TooLarge);
+        }
+        let file = self.file()?;
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
+            .await
+            .map_err(|e| FsError::Local(e.to_string()))??;
+        if offset > self.size {
+            // The gap reads as zeros: new content.
+            self.present.insert(self.size, offset);
+            self.dirty.insert(self.size, offset);
+            self.touch_parts(self.size, offset);
+        }
+        self.present.insert(offset, end);
+        self.dirty.insert(offset, end);
+        self.touch_parts(offset, end);
+        self.size = self.size.max(end);
+        self.content_dirty = true;
+        self.upload_finished_parts(offset, end).await
+    }
+
+    pub async fn truncate(&mut self, new_size: u64) -> FsResult<()> {
+        self.check()?;
+        if new_size > max_file_size(self.cfg.part_size) {
+            return Err(FsError::TooLarge);
+        }
+        let file = self.file()?;
+        file.set_len(new_size)?;
+        if new_size < self.size {
+            self.present.remove(new_size, u64::MAX);
+            self.dirty.remove(new_size, u64::MAX);
+            self.base_valid = self.base_valid.min(new_size);
+            self.touch_parts(new_size, new_size + 1);
+        } else if new_size > self.size {
+            self.present.insert(self.size, new_size);
+            self.dirty.insert(self.size, new_size);
+            self.touch_parts(self.size, new_size);
+        }
+        self.size = new_size;
+        self.content_dirty = true;
+        Ok(())
+    }
+
+    /// Fetches from the base object whatever of `[start, end)` is not local yet.
+    async fn ensure_present(&mut self, start: u64, end: u64, align: bool) -> FsResult<()> {
+        let limit = end.min(self.base_valid);
+        if start >= limit {
+            return Ok(());
+        }
+        let gaps = self.present.gaps(start, limit);
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let base = self
+            .base
+            .clone()
+            .ok_or(FsError::Local("missing bytes but no base object".into()))?;
+        let file = self.file()?;
+        for (mut s, mut e) in gaps {
+            if align {
+                s = s / FETCH_ALIGN * FETCH_ALIGN;
+                e = e
+                    .div_ceil(FETCH_ALIGN)
+                    .saturating_mul(FETCH_ALIGN)
+                    .min(self.base_valid);
+            }
+            // Only fill what is still missing inside the widened range.
+            for (gs, ge) in self.present.gaps(s, e) {
+                let mut pos = gs;
+                while pos < ge {
+                    let chunk_end = (pos + (8 << 20)).min(ge);
+                    let data = fetch_range(&*self.client, &base.version, pos, chunk_end).await?;
+                    let f = file.clone();
+                    tokio::task::spawn_blocking(move || f.write_all_at(&data, pos))
+                        .await
+                        .map_err(|e| FsError::Local(e.to_string()))??;
+                    self.present.insert(pos, chunk_end);
+                    pos = chunk_end;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads through the handle: local bytes, the old object's bytes fetched on demand.
+    pub async fn read(&mut self, offset: u64, len: u64) -> FsResult<Bytes> {
+        self.check()?;
+        let end = (offset + len).min(self.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        self.ensure_present(offset, end, true).await?;
+        let file = self.file()?;
+        let n = (end - offset) as usize;
+        let data = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; n];
+            file.read_exact_at(&mut buf, offset).map(|_| buf)
+        })
+        .await
+        .map_err(|e| FsError::Local(e.to_string()))??;
+        Ok(Bytes::from(data))
+    }
+
+    fn needs_multipart(&self) -> bool {
+        self.size > self.cfg.part_size
+    }
+
+    async fn ensure_upload(&mut self, key: &str, metadata: &ObjectMetadata) -> FsResult<()> {
+        if let Some(u) = &self.upload
+            && u.key == key
+        {
+            return Ok(());
+        }
+        self.abort_upload().await;
+        let upload_id = self
+            .client
+            .create_multipart_upload(key, metadata)
+            .await
+            .map_err(FsError::Cos)?;
+        self.upload = Some(Multipart {
+            key: key.to_string(),
+            upload_id,
+            parts: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
+    fn spawn_part_upload(
+        &self,
+        upload_id: &str,
+        key: &str,
+        i: u32,
+        start: u64,
+        end: u64,
+    ) -> PartTask {
+        let client = self.client.clone();
+        let slots = self.slots.clone();
+        let file = self
+            .file
+            .clone()
+            .expect("staging file exists for dirty parts");
+        let (key, upload_id) = (key.to_string(), upload_id.to_string());
+        tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("semaphore never closed");
+            client
+                .upload_part(
+                    &key,
+                    &upload_id,
+                    i + 1,
+                    Body::File {
+                        file,
+                        offset: start,
+                        len: end - start,
+                    },
+                )
+                .await
+        })
+    }
+
+    /// Uploads, in the background, parts that a sequential writer has just finished.
+    async fn upload_finished_parts(&mut self, offset: u64, end: u64) -> FsResult<()> {
+        if !self.needs_multipart() {
+            return Ok(());
+        }
+        let ps = self.cfg.part_size;
+        let first = part_at(offset, ps);
+        let last_done = part_at(end, ps); // parts before this one end at or before `end`
+        let mut ready = Vec::new();
+        for i in first..last_done {
+            let (s, e) = part_bounds(i, ps);
+            if e > self.size || !self.dirty.intersects(s, e) {
+                continue;
+            }
+            if !self.present.contains(s, e) {
+                continue;
+            }
+            ready.push((i, s, e));
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let metadata = self.final_metadata(SystemTime::now());
+        let key = self.key.clone();
+        self.ensure_upload(&key, &metadata).await?;
+        for (i, s, e) in ready {
+            let generation = self.gens.get(&i).copied().unwrap_or(0);
+            let u = self.upload.as_ref().expect("ensured");
+            if matches!(
+                u.parts.get(&i),
+                Some(PartSlot::InFlight { .. }) | Some(PartSlot::Done { .. })
+            ) {
+                // Uploaded before (the writer went back); commit will redo it if needed.
+                continue;
+            }
+            let task = self.spawn_part_upload(&u.upload_id, &u.key, i, s, e);
+            self.upload.as_mut().expect("ensured").parts.insert(
+                i,
+                PartSlot::InFlight {
+                    generation,
+                    len: e - s,
+                    task,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The metadata of the object a commit writes: the base's, with attribute changes.
+    fn final_metadata(&self, now: SystemTime) -> ObjectMetadata {
+        let mut m = self
+            .base
+            .as_ref()
+            .map(|b| b.metadata.clone())
+            .unwrap_or_default();
+        let mut attrs = MetaAttrs::parse(&m.user);
+        attrs.merge(&self.attrs);
+        if self.content_dirty && self.attrs.mtime.is_none() {
+            attrs.mtime = Some(now);
+        }
+        attrs.apply(&mut m.user);
+        m
+    }
+
+    async fn abort_upload(&mut self) {
+        if let Some(u) = self.upload.take() {
+            for slot in u.parts.into_values() {
+                if let PartSlot::InFlight { task, .. } = slot {
+                    task.abort();
+                    let _ = task.await;
+                }
+            }
+            if let Err(e) = self
+                .client
+                .abort_multipart_upload(&u.key, &u.upload_id)
+                .await
+            {
+                log::warn!(
+                    "could not abort the multipart upload of {} (run `cosmount cleanup-uploads`): {e}",
+                    u.key
+                );
+            }
+        }
+    }
+
+    /// Drops the handle's pending work: aborts a multipart upload in progress.
+    pub async fn discard(&mut self) {
+        self.abort_upload().await;
+        self.content_dirty = false;
+        self.meta_dirty = false;
+    }
+
+    /// Stores the handle's content and attributes as its object. `Ok(None)`: nothing to do.
+    pub async fn commit(&mut self) -> FsResult<Option<Committed>> {
+        self.check()?;
+        if !self.is_dirty() {
+            return Ok(None);
+        }
+        let key = self.key.clone();
+        let key = key.as_str();
+        let result = self.commit_inner(key).await;
+        match result {
+            Ok(c) => {
+                self.base = Some(Base {
+                    version: Version {
+                        key: key.to_string(),
+                        etag: c.etag.clone(),
+                        size: c.size,
+                    },
+                    metadata: c.metadata.clone(),
+                });
+                self.base_valid = c.size;
+                self.dirty = RangeSet::new();
+                self.gens.clear();
+                self.content_dirty = false;
+                self.meta_dirty = false;
+                self.attrs = MetaAttrs::default();
+                Ok(Some(c))
+            }
+            Err(e) => {
+                log::error!("commit of {key} failed; the previous object is unchanged: {e}");
+                self.abort_upload().await;
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit_inner(&mut self, key: &str) -> FsResult<Committed> {
+        let now = SystemTime::now();
+        let metadata = self.final_metadata(now);
+        if !self.content_dirty {
+            // Attributes only: a copy of the object onto itself, no data through this machine.
+            let base = self.base.clone().ok_or(FsError::NotFound)?;
+            let out = self
+                .client
+                .copy_object(
+                    crate::cos::CopyObject::new(base.version.key.clone(), key.to_string())
+                        .replace_metadata(metadata.clone())
+                        .source_if_match(base.version.etag.clone()),
+                )
+                .await
+                .map_err(FsError::from_read)?;
+            return Ok(Committed {
+                etag: out.etag,
+                size: base.version.size,
+                metadata,
+                last_modified: out.last_modified.unwrap_or(now),
+            });
+        }
+        if self.size > MAX_SINGLE_UPLOAD || self.needs_multipart() {
+            return self.commit_multipart(key, metadata, now).await;
+        }
+        self.abort_upload().await;
+        self.ensure_present(0, self.size, false).await?;
+        let body = match (&self.file, self.size) {
+            (_, 0) | (None, _) => Body::Empty,
+            (Some(f), n) => Body::File {
+                file: f.clone(),
+                offset: 0,
+                len: n,
+            },
+        };
+        let out = self
+            .client
+            .put_object(PutObject::new(key, body).metadata(metadata.clone()))
+            .await
+            .map_err(FsError::Cos)?;
+        Ok(Committed {
+            etag: out.etag,
+            size: self.size,
+            metadata,
+            last_modified: out.last_modified.unwrap_or(now),
+        })
+    }
+
+    async fn commit_multipart(
+        &mut self,
+        key: &str,
+        metadata: ObjectMetadata,
+        now: SystemTime,
+    ) -> FsResult<Committed> {
+        self.ensure_upload(key, &metadata).await?;
+        let ps = self.cfg.part_size;
+        let count = part_at(self.size - 1, ps) + 1;
+        let mut upload = self.upload.take().expect("ensured");
+        let result = self.upload_parts(&mut upload, count).await;
+        let parts = match result {
+            Ok(p) => p,
+            Err(e) => {
+                self.upload = Some(upload);
+                return Err(e);
+            }
+        };
+        let out = match self
+            .client
+            .complete_multipart_upload(key, &upload.upload_id, &parts)
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                self.upload = Some(upload);
+                return Err(FsError::Cos(e));
+            }
+        };
+        Ok(Committed {
+            etag: out.etag,
+            size: self.size,
+            metadata,
+            last_modified: out.last_modified.unwrap_or(now),
+        })
+    }
+
+    /// Makes every part of `[0, size)` current in `upload` and returns the list for Complete.
+    async fn upload_parts(
+        &mut self,
+        upload: &mut Multipart,
+        count: u32,
+    ) -> FsResult<Vec<CompletedPart>> {
+        let ps = self.cfg.part_size;
+        let base_key = self.base.as_ref().map(|b| b.version.clone());
+        let mut tasks: Vec<(u32, u64, u64, PartTask)> = Vec::new();
+        let mut done: BTreeMap<u32, String> = BTreeMap::new();
+        // Parts beyond the end are simply left out of Complete; wait for them to settle.
+        let beyond: Vec<u32> = upload.parts.range(count..).map(|(i, _)| *i).collect();
+        for i in beyond {
+            if let Some(PartSlot::InFlight { task, .. }) = upload.parts.remove(&i) {
+                let _ = task.await;
+            }
+        }
+        for i in 0..count {
+            let (s, e) = part_bounds(i, ps);
+            let e = e.min(self.size);
+            let generation = self.gens.get(&i).copied().unwrap_or(0);
+            let len = e - s;
+            match upload.parts.remove(&i) {
+                Some(PartSlot::Done {
+                    generation: g,
+                    len: l,
+                    etag,
+                }) if g == generation && l == len => {
+                    done.insert(i, etag);
+                    continue;
+                }
+                Some(PartSlot::InFlight {
+                    generation: g,
+                    len: l,
+                    task,
+                }) => {
+                    if g == generation && l == len {
+                        tasks.push((i, generation, len, task));
+                        continue;
+                    }
+                    // Written again since: let the old upload settle before replacing it.
+                    let _ = task.await;
+                }
+                _ => {}
+            }
+            let is_last = i + 1 == count;
+            let clean = !self.dirty.intersects(s, e) && e <= self.base_valid;
+            if clean
+                && (len >= MIN_PART_SIZE || is_last)
+                && let Some(base) = &base_key
+            {
+                let client = self.client.clone();
+                let slots = self.slots.clone();
+                let (key, id, src, etag) = (
+                    upload.key.clone(),
+                    upload.upload_id.clone(),
+                    base.key.clone(),
+                    base.etag.clone(),
+                );
+                let task = tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await.expect("semaphore never closed");
+                    client
+                        .upload_part_copy(&key, &id, i + 1, &src, Some((s, e)), Some(&etag))
+                        .await
+                });
+                tasks.push((i, generation, len, task));
+                continue;
+            }
+            self.ensure_present(s, e, false).await?;
+            self.file()?;
+            let task = self.spawn_part_upload(&upload.upload_id, &upload.key, i, s, e);
+            tasks.push((i, generation, len, task));
+        }
+        let mut first_err = None;
+        for (i, generation, len, task) in tasks {
+            match task.await {
+                Ok(Ok(out)) => {
+                    upload.parts.insert(
+                        i,
+                        PartSlot::Done {
+                            generation,
+                            len,
+                            etag: out.etag.clone(),
+                        },
+                    );
+                    done.insert(i, out.etag);
+                }
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(FsError::from_read(e));
+                }
+                Err(e) => {
+                    first_err
+                        .get_or_insert(FsError::Local(format!("part upload task failed: {e}")));
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok(done
+            .into_iter()
+            .map(|(i, etag)| CompletedPart {
+                part_number: i + 1,
+                etag,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_schedule_is_contiguous_and_grows() {
+        let ps = 8 << 20;
+        assert_eq!(part_bounds(0, ps), (0, ps));
+        assert_eq!(part_bounds(999, ps), (999 * ps, 1000 * ps));
+        assert_eq!(part_len(1000, ps), 2 * ps);
+        for i in 0..MAX_PARTS - 1 {
+            let (_, e) = part_bounds(i, ps);
+            let (s2, _) = part_bounds(i + 1, ps);
+            assert_eq!(e, s2, "part {i}");
+            assert!(part_len(i, ps) <= MAX_PART_SIZE);
+            assert_eq!(part_at(s2, ps), i + 1);
+            assert_eq!(part_at(s2 - 1, ps), i);
+        }
+        assert!(max_file_size(ps) > 30 << 40, "tens of TiB");
+    }
+}

@@ -1,0 +1,543 @@
+//! The fuser adapter: the only module that knows fuser. Each callback decodes its arguments,
+//! hands the work to the tokio runtime and replies from the task, so a slow COS request never
+//! holds up other requests. Errors become errnos through `FsError::errno` only.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+
+use crate::fs::attrs::{Attr, Kind};
+use crate::fs::error::FsError;
+use crate::fs::{Filesystem, OpenMode, SetAttr};
+
+/// Largest write the kernel may send in one request (the kernel caps it at 256 pages).
+const MAX_WRITE: u32 = 1 << 20;
+/// Requests the kernel keeps in flight to us (readahead, async reads).
+const MAX_BACKGROUND: u16 = 64;
+/// Entries fetched per readdir call before the reply buffer decides how many fit.
+const READDIR_BATCH: usize = 512;
+
+pub struct FuseAdapter {
+    fs: Arc<Filesystem>,
+    rt: Handle,
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<Filesystem>, rt: Handle) -> Self {
+        FuseAdapter { fs, rt }
+    }
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+impl From<&Attr> for FileAttr {
+    fn from(a: &Attr) -> Self {
+        FileAttr {
+            ino: INodeNo(a.ino),
+            size: a.size,
+            blocks: a.size.div_ceil(512),
+            atime: a.mtime,
+            mtime: a.mtime,
+            ctime: a.mtime,
+            crtime: a.mtime,
+            kind: file_type(a.kind),
+            perm: a.perm,
+            nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+            uid: a.uid,
+            gid: a.gid,
+            rdev: 0,
+            blksize: 1 << 20,
+            flags: 0,
+        }
+    }
+}
+
+fn name_str(name: &OsStr) -> Result<String, FsError> {
+    name.to_str().map(str::to_string).ok_or(FsError::Invalid(
+        "file names must be UTF-8 to become object keys",
+    ))
+}
+
+fn time_of(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+fn open_mode(flags: i32) -> OpenMode {
+    let acc = flags & libc::O_ACCMODE;
+    OpenMode {
+        read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+        write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+        truncate: flags & libc::O_TRUNC != 0,
+        exclusive: flags & libc::O_EXCL != 0,
+    }
+}
+
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                log::debug!("kernel lacks capability {cap:?}");
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let fs = self.fs.clone();
+        self.rt.block_on(async move { fs.shutdown().await });
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        self.rt.spawn(async move {
+            let ttl = fs.ttl();
+            match async { fs.lookup(parent.0, &name?).await }.await {
+                Ok(a) => reply.entry(&ttl, &(&a).into(), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.getattr(ino.0).await {
+                Ok(a) => reply.attr(&fs.ttl(), &(&a).into()),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let fs = self.fs.clone();
+        let change = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: mtime.map(time_of),
+        };
+        self.rt.spawn(async move {
+            match fs.setattr(ino.0, fh.map(|f| f.0), change).await {
+                Ok(a) => reply.attr(&fs.ttl(), &(&a).into()),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.readlink(ino.0).await {
+                Ok(t) => reply.data(t.as_bytes()),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        let (uid, gid) = (req.uid(), req.gid());
+        self.rt.spawn(async move {
+            match async { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await }.await {
+                Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        self.rt.spawn(async move {
+            match async { fs.unlink(parent.0, &name?).await }.await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        self.rt.spawn(async move {
+            match async { fs.rmdir(parent.0, &name?).await }.await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (fs, name) = (self.fs.clone(), name_str(link_name));
+        let target = name_str(target.as_os_str());
+        let (uid, gid) = (req.uid(), req.gid());
+        self.rt.spawn(async move {
+            match async { fs.symlink(parent.0, &name?, &target?, uid, gid).await }.await {
+                Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        let (name, newname) = (name_str(name), name_str(newname));
+        self.rt.spawn(async move {
+            let r = async {
+                if flags.contains(RenameFlags::RENAME_EXCHANGE)
+                    || flags.contains(RenameFlags::RENAME_WHITEOUT)
+                {
+                    return Err(FsError::NotSupported("RENAME_EXCHANGE / RENAME_WHITEOUT"));
+                }
+                fs.rename(
+                    parent.0,
+                    &name?,
+                    newparent.0,
+                    &newname?,
+                    flags.contains(RenameFlags::RENAME_NOREPLACE),
+                )
+                .await
+            }
+            .await;
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.link() {
+            Ok(a) => reply.entry(&self.fs.ttl(), &(&a).into(), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.open(ino.0, open_mode(flags.0)).await {
+                Ok((fh, keep)) => {
+                    let f = if keep {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(fh), f)
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        let (uid, gid) = (req.uid(), req.gid());
+        self.rt.spawn(async move {
+            let r = async {
+                fs.create(parent.0, &name?, mode & !umask, open_mode(flags), uid, gid)
+                    .await
+            }
+            .await;
+            match r {
+                Ok((a, fh)) => reply.created(
+                    &fs.ttl(),
+                    &(&a).into(),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.read(fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let fs = self.fs.clone();
+        let data = bytes::Bytes::copy_from_slice(data);
+        self.rt.spawn(async move {
+            match fs.write(fh.0, offset, data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.flush(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            // release cannot report to close(); the error was logged by the core.
+            let _ = fs.release(fh.0).await;
+            reply.ok();
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.fsync(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.opendir(ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            match fs.readdir(fh.0, offset, READDIR_BATCH).await {
+                Ok(entries) => {
+                    for e in entries {
+                        if reply.add(INodeNo(e.ino), e.next_offset, file_type(e.kind), &e.name) {
+                            break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let ttl = fs.ttl();
+            match fs.readdir(fh.0, offset, READDIR_BATCH).await {
+                Ok(entries) => {
+                    for e in entries {
+                        let (attr, counted) = match &e.entry {
+                            Some(entry) => (fs.remember(ino.0, entry), true),
+                            None => (
+                                Attr {
+                                    ino: e.ino,
+                                    kind: Kind::Dir,
+                                    size: 0,
+                                    perm: 0o755,
+                                    uid: 0,
+                                    gid: 0,
+                                    mtime: SystemTime::UNIX_EPOCH,
+                                },
+                                false,
+                            ),
+                        };
+                        if reply.add(
+                            INodeNo(attr.ino),
+                            e.next_offset,
+                            &e.name,
+                            &ttl,
+                            &(&attr).into(),
+                            Generation(0),
+                        ) {
+                            if counted {
+                                fs.forget(attr.ino, 1);
+                            }
+                            break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.fs.statfs();
+        reply.statfs(
+            s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+        );
+    }
+}
+
+/// How long a SIGTERM'd mount waits for busy files before unmounting lazily.
+pub const UNMOUNT_GRACE: Duration = Duration::from_secs(5);
