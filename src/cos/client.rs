@@ -629,7 +629,15 @@ impl CosClient {
                 .unwrap_or_else(|| "ap-guangzhou".into()),
         };
         let copy_source_host = format!("{}.cos.{}.myqcloud.com", config.bucket, region);
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        // `*.localhost` is loopback by definition (RFC 6761), whatever the resolver says: lets
+        // an emulator be addressed by virtual host (`http://<bucket>.localhost:PORT`).
+        if let Some(host) = base.host_str()
+            && (host == "localhost" || host.ends_with(".localhost"))
+        {
+            builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        let http = builder
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             .pool_max_idle_per_host(config.pool_size)

@@ -156,6 +156,9 @@ pub struct Filesystem {
     upload_slots: Arc<Semaphore>,
     prefetch_memory: Arc<Semaphore>,
     skips: SkipLog,
+    /// Attributes set on the mount root: COS has no object for the root of a bucket, so they
+    /// live in memory for the life of the mount.
+    root_attrs: Mutex<MetaAttrs>,
 }
 
 fn join_key(dir: &str, name: &str) -> String {
@@ -180,6 +183,7 @@ impl Filesystem {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             skips: SkipLog::default(),
+            root_attrs: Mutex::new(MetaAttrs::default()),
         }
     }
 
@@ -308,7 +312,7 @@ impl Filesystem {
             ROOT_INO,
             Kind::Dir,
             0,
-            &MetaAttrs::default(),
+            &self.root_attrs.lock(),
             implicit_dir_time(),
             &self.cfg.defaults,
         )
@@ -444,11 +448,10 @@ impl Filesystem {
             self.check_writable()?;
         }
         if ino == ROOT_INO {
-            if touches_meta || change.size.is_some() {
-                return Err(FsError::NotPermitted(
-                    "the mount root's attributes are fixed",
-                ));
+            if change.size.is_some() {
+                return Err(FsError::IsDir);
             }
+            self.root_attrs.lock().merge(&attrs);
             return Ok(self.root_attr());
         }
         let kind = self
@@ -1276,12 +1279,19 @@ impl Filesystem {
 
     /// Commits a handle's pending writes; its error is the caller's (flush/fsync → EIO).
     async fn commit_handle(&self, fh: u64) -> FsResult<()> {
+        self.commit_handle_when(fh, false).await
+    }
+
+    async fn commit_handle_when(&self, fh: u64, at_flush: bool) -> FsResult<()> {
         let h = self.file_handle(fh)?;
         let mut g = h.lock().await;
         let ino = g.ino;
         let Some(w) = g.writer.as_mut() else {
             return Ok(());
         };
+        if at_flush && !w.worth_committing_at_flush() {
+            return Ok(());
+        }
         let unlinked = self
             .inodes
             .lock()
@@ -1303,7 +1313,7 @@ impl Filesystem {
     }
 
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
-        self.commit_handle(fh).await
+        self.commit_handle_when(fh, true).await
     }
 
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {

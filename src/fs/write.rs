@@ -151,6 +151,10 @@ pub struct WriteHandle {
     gens: HashMap<u32, u64>,
     content_dirty: bool,
     meta_dirty: bool,
+    /// Bytes were written or the size was set through this handle since the last commit
+    /// (unlike the truncation of O_TRUNC at open, which alone waits for release; see
+    /// `worth_committing_at_flush`).
+    touched: bool,
     attrs: MetaAttrs,
     upload: Option<Multipart>,
     failed: bool,
@@ -199,6 +203,7 @@ impl WriteHandle {
             base_valid,
             content_dirty: truncate || base.is_none(),
             meta_dirty: false,
+            touched: false,
             base,
             file: None,
             size,
@@ -226,6 +231,14 @@ impl WriteHandle {
 
     pub fn is_dirty(&self) -> bool {
         self.content_dirty || self.meta_dirty
+    }
+
+    /// Whether a flush (a close of one descriptor) should commit now. A handle whose only
+    /// change is the O_TRUNC of an existing object waits for release or fsync: programs like
+    /// dd open, dup2 and close the first descriptor before writing, and committing then would
+    /// replace the old object by an empty one before any new byte arrives.
+    pub fn worth_committing_at_flush(&self) -> bool {
+        self.touched || self.meta_dirty || (self.content_dirty && self.base.is_none())
     }
 
     /// Whether reads must come from the staging file (something was written or truncated).
@@ -291,7 +304,16 @@ impl WriteHandle {
         self.touch_parts(offset, end);
         self.size = self.size.max(end);
         self.content_dirty = true;
-        self.upload_finished_parts(offset, end).await
+        self.touched = true;
+        // Background part uploads are an optimisation: if they cannot start, the commit
+        // uploads the parts and reports the error.
+        if let Err(e) = self.upload_finished_parts(offset, end).await {
+            log::debug!(
+                "background part upload of {} deferred to commit: {e}",
+                self.key
+            );
+        }
+        Ok(())
     }
 
     pub async fn truncate(&mut self, new_size: u64) -> FsResult<()> {
@@ -313,6 +335,7 @@ impl WriteHandle {
         }
         self.size = new_size;
         self.content_dirty = true;
+        self.touched = true;
         Ok(())
     }
 
@@ -548,6 +571,7 @@ impl WriteHandle {
                 self.gens.clear();
                 self.content_dirty = false;
                 self.meta_dirty = false;
+                self.touched = false;
                 self.attrs = MetaAttrs::default();
                 Ok(Some(c))
             }

@@ -102,3 +102,91 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The official SDK's python (a venv made by scripts/sdk-venv.sh; scripts/test.sh exports it).
+pub fn sdk_python() -> String {
+    if let Ok(p) = std::env::var("COSMOUNT_SDK_PYTHON") {
+        return p;
+    }
+    let out =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sdk-venv.sh"))
+            .output()
+            .expect("run scripts/sdk-venv.sh");
+    assert!(
+        out.status.success(),
+        "cannot set up the official SDK: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Runs tests/conformance/sdk_tool.py (Tencent's SDK) against the emulator.
+pub fn sdk(emu: &TestEmulator, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(sdk_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/conformance/sdk_tool.py"
+        ))
+        .args(args)
+        .env("SDK_PORT", emu.emulator.addr().port().to_string())
+        .env("SDK_SECRET_ID", &emu.config.secret_id)
+        .env("SDK_SECRET_KEY", emu.config.secret_key.expose())
+        .env("SDK_BUCKET", &emu.config.buckets[0])
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .output()
+        .expect("run the SDK tool")
+}
+
+/// Like `sdk`, asserting success and returning stdout.
+pub fn sdk_ok(emu: &TestEmulator, args: &[&str]) -> String {
+    let out = sdk(emu, args);
+    assert!(
+        out.status.success(),
+        "sdk {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a shell command line (in `dir`), asserting success; returns stdout.
+pub fn sh(dir: &std::path::Path, cmd: &str) -> String {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a shell command line, returning (success, stdout+stderr).
+pub fn sh_status(dir: &std::path::Path, cmd: &str) -> (bool, String) {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .expect("run bash");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}

@@ -161,6 +161,16 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(150)..];
+            eprintln!(
+                "---- cosmount log (last {} lines) ----\n{}",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         if is_mounted(&self.mountpoint) {
             let _ = Command::new("fusermount3")
                 .arg("-u")

@@ -1,0 +1,84 @@
+"""A small command-line wrapper over Tencent's official COS SDK, used by the Rust FUSE tests to
+write objects the way other COS clients do and to check what cosmount stored.
+
+Environment: SDK_PORT (emulator port, reached as a proxy so requests carry real COS host names),
+SDK_SECRET_ID, SDK_SECRET_KEY, SDK_BUCKET, optional SDK_TOKEN.
+
+  sdk_tool.py put KEY FILE [--meta name=value ...] [--sse-c-key-b64 K]
+  sdk_tool.py md5 KEY [--sse-c-key-b64 K]        prints the md5 of the object's bytes
+  sdk_tool.py head KEY [--sse-c-key-b64 K]       prints the response headers as JSON
+Errors: exit status 3 and a JSON object {"status": ..., "code": ...} on stdout.
+"""
+import argparse
+import base64
+import hashlib
+import json
+import os
+import sys
+
+from qcloud_cos import CosConfig, CosS3Client
+from qcloud_cos.cos_exception import CosServiceError
+
+
+def client():
+    cfg = CosConfig(
+        Region="ap-guangzhou",
+        SecretId=os.environ["SDK_SECRET_ID"],
+        SecretKey=os.environ["SDK_SECRET_KEY"],
+        Token=os.environ.get("SDK_TOKEN"),
+        Scheme="http",
+        Proxies={"http": "http://127.0.0.1:%s" % os.environ["SDK_PORT"]},
+    )
+    return CosS3Client(cfg, retry=1)
+
+
+def sse_c(args):
+    if not args.sse_c_key_b64:
+        return {}
+    raw = base64.b64decode(args.sse_c_key_b64)
+    return {
+        "SSECustomerAlgorithm": "AES256",
+        "SSECustomerKey": args.sse_c_key_b64,
+        "SSECustomerKeyMD5": base64.b64encode(hashlib.md5(raw).digest()).decode(),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("cmd", choices=["put", "md5", "head"])
+    p.add_argument("key")
+    p.add_argument("file", nargs="?")
+    p.add_argument("--meta", action="append", default=[])
+    p.add_argument("--sse-c-key-b64")
+    args = p.parse_args()
+    c = client()
+    bucket = os.environ["SDK_BUCKET"]
+    try:
+        if args.cmd == "put":
+            meta = {}
+            for m in args.meta:
+                k, v = m.split("=", 1)
+                meta["x-cos-meta-" + k] = v
+            with open(args.file, "rb") as f:
+                body = f.read()
+            c.put_object(Bucket=bucket, Key=args.key, Body=body, Metadata=meta, **sse_c(args))
+        elif args.cmd == "md5":
+            r = c.get_object(Bucket=bucket, Key=args.key, **sse_c(args))
+            stream = r["Body"].get_raw_stream()
+            h = hashlib.md5()
+            while True:
+                chunk = stream.read(1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+            print(h.hexdigest())
+        elif args.cmd == "head":
+            r = c.head_object(Bucket=bucket, Key=args.key, **sse_c(args))
+            print(json.dumps({k.lower(): v for k, v in r.items()}))
+    except CosServiceError as e:
+        print(json.dumps({"status": e.get_status_code(), "code": e.get_error_code()}))
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
