@@ -36,6 +36,10 @@ if ! command -v fusermount3 >/dev/null 2>&1 || [[ ! -e /dev/fuse ]]; then
   echo "demo: FUSE is not available (no fusermount3 or /dev/fuse): install fuse3, e.g. 'sudo apt-get install fuse3'" >&2
   exit 1
 fi
+if [[ ! -r /dev/fuse || ! -w /dev/fuse ]]; then
+  echo "demo: /dev/fuse is not readable and writable for $(id -un) ($(stat -c %A /dev/fuse)); run as a user who can open it (it is normally mode 0666)" >&2
+  exit 1
+fi
 if [[ "${COSMOUNT_SKIP_BUILD:-}" != 1 ]]; then
   cargo build --release --bins
 fi
@@ -112,8 +116,8 @@ unmount() {
 }
 
 mount_bucket() {
-  printf '%s$ COS_SECRET_ID=... COS_SECRET_KEY=... cosmount %s %s --endpoint %s%s\n' \
-    "$bold" "$bucket" "$mnt" "$url" "$plain"
+  printf '%s$ COS_SECRET_ID=... COS_SECRET_KEY=... cosmount %s %s --endpoint %s --cache-dir %s --log-file %s%s\n' \
+    "$bold" "$bucket" "$mnt" "$url" "$tmp/cache" "$tmp/cosmount.log" "$plain"
   COS_SECRET_ID="$secret_id" COS_SECRET_KEY="$secret_key" \
     "$cosmount" "$bucket" "$mnt" --endpoint "$url" \
     --cache-dir "$tmp/cache" --log-file "$tmp/cosmount.log"

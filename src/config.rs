@@ -744,6 +744,11 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     if let Some(d) = &a.cache_dir {
         fs.cache_dir = d.clone();
     }
+    // Absolute paths: a daemonised mount leaves the caller's working directory.
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    fs.cache_dir = absolute(&fs.cache_dir);
+    let mountpoint = absolute(&a.mountpoint);
+    let log_file = a.log_file.as_deref().map(absolute);
     if let Some(level) = &a.log_level
         && !matches!(
             level.as_str(),
@@ -756,7 +761,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     }
     Ok(MountConfig {
         bucket: a.bucket,
-        mountpoint: a.mountpoint,
+        mountpoint,
         client,
         fs,
         allow_other: a.allow_other,
@@ -765,7 +770,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
         foreground: a.foreground,
         nonempty: a.nonempty,
         log_level: a.log_level,
-        log_file: a.log_file,
+        log_file,
     })
 }
 

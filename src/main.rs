@@ -39,10 +39,13 @@ fn fail(code: i32, msg: impl std::fmt::Display) -> ! {
 }
 
 fn init_logging(level: Option<&str>) {
-    let default = level.unwrap_or("info");
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format_timestamp_millis()
-        .try_init();
+    // fuser warns about every request kind left to its defaults; keep its errors only.
+    let default = format!("{},fuser=error", level.unwrap_or("info"));
+    let _ = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or(default.as_str()),
+    )
+    .format_timestamp_millis()
+    .try_init();
 }
 
 fn main() {
@@ -102,7 +105,6 @@ fn daemonise(cfg: &MountConfig, args: Vec<OsString>) -> i32 {
         .stdout(Stdio::piped())
         .stderr(log)
         .process_group(0)
-        .current_dir("/")
         .spawn()
     {
         Ok(c) => c,
@@ -246,6 +248,9 @@ fn run_mount(cfg: MountConfig) -> i32 {
         }
     });
     if std::env::var_os(DAEMON_CHILD_ENV).is_some() {
+        // Every path is absolute by now: leave the caller's directory, so the daemon does not
+        // keep its file system busy.
+        let _ = std::env::set_current_dir("/");
         println!("{READY_LINE}");
         let _ = std::io::stdout().flush();
     }

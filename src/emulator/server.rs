@@ -1006,8 +1006,9 @@ fn check_conditions(ctx: &Ctx, meta: &ObjectMeta) -> Result<Option<u16>, ApiErro
 }
 
 /// Parses a single `bytes=` range against `size` into an exclusive range. `Ok(None)`: serve
-/// the whole object (no header, or several ranges, which COS does not support).
-fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+/// the whole object (no header, or several ranges, which COS does not support). Public for the
+/// fuzz targets (fuzz/fuzz_targets/range_parse.rs).
+pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     let bad = || {
         err(
             400,

@@ -222,6 +222,7 @@ impl Prefetcher {
         }
         let mut out: Option<Bytes> = None;
         let mut buf: Option<BytesMut> = None;
+        let mut failure = None;
         for chunk in self.chunks.iter_mut() {
             if chunk.start >= end {
                 break;
@@ -231,8 +232,15 @@ impl Prefetcher {
             }
             if let ChunkData::Pending(h) = &mut chunk.data {
                 let data = match h.await {
-                    Ok(r) => r?,
-                    Err(e) => return Err(FsError::Local(format!("prefetch task failed: {e}"))),
+                    Ok(Ok(data)) => data,
+                    Ok(Err(e)) => {
+                        failure = Some(e);
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some(FsError::Local(format!("prefetch task failed: {e}")));
+                        break;
+                    }
                 };
                 chunk.data = ChunkData::Ready(data);
             }
@@ -252,6 +260,13 @@ impl Prefetcher {
                 }
                 (_, Some(b)) => b.extend_from_slice(&piece),
             }
+        }
+        if let Some(e) = failure {
+            // A finished task cannot be awaited again: forget every queued chunk, so the next
+            // read starts afresh (and retries) instead of polling a completed handle.
+            self.reset(offset);
+            self.last_end = u64::MAX;
+            return Err(e);
         }
         self.last_end = end;
         Ok(match buf {

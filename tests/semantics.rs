@@ -1,0 +1,345 @@
+//! One test per example in docs/SEMANTICS.md (the document names each test). Real mounts over
+//! the emulator; "another client" is our COS client or the official SDK talking to the same
+//! emulator directly.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::mount::Mount;
+use common::{TestEmulator, pattern, runtime, sh, sh_status};
+use cosmount::cos::{Body, CosClient, GetObject, ObjectClient, PutObject};
+
+fn remote(c: &CosClient, key: &str) -> Option<Vec<u8>> {
+    match runtime().block_on(c.get_object_bytes(GetObject::new(key))) {
+        Ok((_, b)) => Some(b.to_vec()),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => panic!("GET {key}: {e}"),
+    }
+}
+
+#[test]
+fn writes_become_visible_to_others_at_close_never_partially() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &["--part-size", "1M"]);
+    std::fs::write(m.join("doc"), b"old").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.join("doc"))
+        .unwrap();
+    f.write_all(&pattern(5 << 20, 1)).unwrap();
+    // Parts may already be uploading, but other clients still see the old object.
+    assert_eq!(remote(&c, "doc").unwrap(), b"old");
+    let mut new = std::fs::File::create(m.join("fresh")).unwrap();
+    new.write_all(b"not yet").unwrap();
+    assert_eq!(
+        remote(&c, "fresh"),
+        None,
+        "a new file appears only at its first commit"
+    );
+    drop(f);
+    drop(new);
+    assert_eq!(remote(&c, "doc").unwrap(), pattern(5 << 20, 1));
+    assert_eq!(remote(&c, "fresh").unwrap(), b"not yet");
+}
+
+#[test]
+fn fsync_makes_data_durable_before_close() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &[]);
+    let mut f = std::fs::File::create(m.join("log")).unwrap();
+    f.write_all(b"line 1\n").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(remote(&c, "log").unwrap(), b"line 1\n");
+    f.write_all(b"line 2\n").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(remote(&c, "log").unwrap(), b"line 1\nline 2\n");
+}
+
+#[test]
+fn o_trunc_alone_is_committed_when_the_file_is_released() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &[]);
+    std::fs::write(m.join("f"), b"content").unwrap();
+    sh(m.path(), ": > f");
+    // release is asynchronous to close(2): poll briefly.
+    let mut empty = false;
+    for _ in 0..200 {
+        if remote(&c, "f").as_deref() == Some(b"".as_slice()) {
+            empty = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(empty, "the truncation reached COS");
+    assert_eq!(std::fs::metadata(m.join("f")).unwrap().len(), 0);
+}
+
+#[test]
+fn random_writes_appends_and_truncation_work_on_existing_objects() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let base = pattern(24 << 20, 3);
+    runtime()
+        .block_on(c.put_object(PutObject::new(
+            "big",
+            Body::Bytes(Bytes::from(base.clone())),
+        )))
+        .unwrap();
+    let m = Mount::start(&emu, &["--part-size", "8M"]);
+    emu.emulator.reset_stats();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("big"))
+        .unwrap();
+    f.write_all(b"appended").unwrap();
+    drop(f);
+    let mut expected = base.clone();
+    expected.extend_from_slice(b"appended");
+    assert_eq!(remote(&c, "big").unwrap(), expected);
+    assert!(
+        emu.op_count("part_copy") >= 2,
+        "unchanged parts were copied server-side: {:?}",
+        emu.emulator.stats()
+    );
+    assert!(
+        emu.op_count("get") <= 2,
+        "the unchanged 16 MiB were not downloaded: {:?}",
+        emu.emulator.stats()
+    );
+    // Overwrite in the middle through a read-write handle, read back through it.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.join("big"))
+        .unwrap();
+    f.seek(SeekFrom::Start(10 << 20)).unwrap();
+    f.write_all(b"MIDDLE").unwrap();
+    f.seek(SeekFrom::Start((10 << 20) - 2)).unwrap();
+    let mut buf = [0u8; 10];
+    f.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf[2..8], b"MIDDLE");
+    f.set_len(1000).unwrap();
+    drop(f);
+    assert_eq!(remote(&c, "big").unwrap(), base[..1000].to_vec());
+}
+
+#[test]
+fn two_writers_of_one_file_last_close_wins() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &[]);
+    let mut a = std::fs::File::create(m.join("f")).unwrap();
+    let mut b = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("f"))
+        .unwrap();
+    a.write_all(b"from a").unwrap();
+    b.write_all(b"from b!").unwrap();
+    drop(a);
+    drop(b);
+    assert_eq!(remote(&c, "f").unwrap(), b"from b!");
+}
+
+#[test]
+fn unlink_while_open_discards_pending_writes() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &[]);
+    let mut f = std::fs::File::create(m.join("tmp")).unwrap();
+    f.write_all(b"scratch").unwrap();
+    std::fs::remove_file(m.join("tmp")).unwrap();
+    drop(f);
+    assert_eq!(remote(&c, "tmp"), None);
+    assert!(std::fs::metadata(m.join("tmp")).is_err());
+}
+
+#[test]
+fn other_writers_are_seen_after_the_metadata_ttl() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &["--metadata-ttl", "2s"]);
+    std::fs::write(m.join("shared"), b"mine").unwrap();
+    runtime()
+        .block_on(c.put_object(PutObject::new(
+            "shared",
+            Body::Bytes(Bytes::from_static(b"theirs, longer")),
+        )))
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(m.join("shared")).unwrap().len(),
+        4,
+        "cached within the TTL"
+    );
+    std::thread::sleep(Duration::from_millis(2300));
+    assert_eq!(std::fs::read(m.join("shared")).unwrap(), b"theirs, longer");
+}
+
+#[test]
+fn implicit_directories_exist_while_they_have_objects() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    runtime()
+        .block_on(c.put_object(PutObject::new(
+            "implicit/only",
+            Body::Bytes(Bytes::from_static(b"x")),
+        )))
+        .unwrap();
+    let m = Mount::start(&emu, &["--metadata-ttl", "0s", "--negative-ttl", "0s"]);
+    assert!(m.join("implicit").is_dir());
+    std::fs::remove_file(m.join("implicit/only")).unwrap();
+    assert!(
+        !m.join("implicit").exists(),
+        "no marker: the directory goes with its last object"
+    );
+    std::fs::create_dir(m.join("made")).unwrap();
+    std::fs::write(m.join("made/f"), b"x").unwrap();
+    std::fs::remove_file(m.join("made/f")).unwrap();
+    assert!(
+        m.join("made").is_dir(),
+        "mkdir stored a marker: the directory stays"
+    );
+    let e = std::fs::remove_dir(m.path().join("nonexistent")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    std::fs::write(m.join("made/g"), b"x").unwrap();
+    let e = std::fs::remove_dir(m.join("made")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+}
+
+#[test]
+fn a_file_and_a_directory_of_the_same_name_show_the_directory() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    runtime().block_on(async {
+        c.put_object(PutObject::new(
+            "x",
+            Body::Bytes(Bytes::from_static(b"file")),
+        ))
+        .await
+        .unwrap();
+        c.put_object(PutObject::new(
+            "x/y",
+            Body::Bytes(Bytes::from_static(b"inner")),
+        ))
+        .await
+        .unwrap();
+    });
+    let m = Mount::start(&emu, &[]);
+    assert!(m.join("x").is_dir());
+    assert_eq!(sh(m.path(), "ls"), "x\n");
+    assert_eq!(std::fs::read(m.join("x/y")).unwrap(), b"inner");
+}
+
+#[test]
+fn directory_rename_moves_every_key_and_refuses_non_empty_targets() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &[]);
+    sh(
+        m.path(),
+        "mkdir -p src/a/b && echo 1 > src/a/b/f && echo 2 > src/g && mkdir dst && mv src moved",
+    );
+    let keys: Vec<String> = runtime()
+        .block_on(c.list_objects(cosmount::cos::ListObjects::new("")))
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "dst/",
+            "moved/",
+            "moved/a/",
+            "moved/a/b/",
+            "moved/a/b/f",
+            "moved/g"
+        ]
+    );
+    sh(m.path(), "echo 3 > dst/x");
+    let e = std::fs::rename(m.join("moved"), m.join("dst")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+    let e = std::fs::rename(m.join("moved"), m.join("moved/a/inside")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+}
+
+#[test]
+fn attributes_round_trip_and_atime_is_not_stored() {
+    let emu = TestEmulator::start();
+    let m = Mount::start(&emu, &[]);
+    sh(
+        m.path(),
+        "echo x > f && touch -a -d '2000-01-01' f && touch -m -d '2010-01-01 00:00:00.25' f",
+    );
+    let meta = std::fs::metadata(m.join("f")).unwrap();
+    assert_eq!(meta.mtime(), 1262304000);
+    assert_eq!(meta.mtime_nsec(), 250_000_000, "sub-second mtimes are kept");
+    assert_eq!(meta.atime(), meta.mtime(), "atime shows mtime");
+    // The mount root keeps attributes in memory only.
+    sh(m.path(), "chmod 700 . && touch -d '2011-01-01' .");
+    assert_eq!(std::fs::metadata(m.path()).unwrap().mode() & 0o7777, 0o700);
+}
+
+#[test]
+fn hard_links_special_files_and_xattrs_are_refused() {
+    let emu = TestEmulator::start();
+    let m = Mount::start(&emu, &[]);
+    std::fs::write(m.join("f"), b"x").unwrap();
+    let e = std::fs::hard_link(m.join("f"), m.join("g")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    let (ok, out) = sh_status(m.path(), "mkfifo fifo");
+    assert!(!ok, "mkfifo must fail: {out}");
+    let (ok, out) = sh_status(
+        m.path(),
+        "setfattr -n user.k -v v f 2>&1 || python3 -c \"import os; os.setxattr('f', 'user.k', b'v')\"",
+    );
+    assert!(!ok, "xattrs are not supported: {out}");
+}
+
+#[test]
+fn names_that_cannot_be_keys_are_refused() {
+    let emu = TestEmulator::start();
+    let m = Mount::start(&emu, &[]);
+    let long = "n".repeat(256);
+    let e = std::fs::write(m.join(&long), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+    // Non-UTF-8 names cannot become object keys.
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"bad\xff");
+    let e = std::fs::write(m.path().join(bad), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+}
+
+#[test]
+fn pages_stay_cached_while_the_object_is_unchanged() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    runtime()
+        .block_on(c.put_object(PutObject::new(
+            "f",
+            Body::Bytes(Bytes::from(pattern(1 << 20, 4))),
+        )))
+        .unwrap();
+    let m = Mount::start(&emu, &[]);
+    assert_eq!(std::fs::read(m.join("f")).unwrap(), pattern(1 << 20, 4));
+    let gets = emu.op_count("get");
+    assert_eq!(std::fs::read(m.join("f")).unwrap(), pattern(1 << 20, 4));
+    assert_eq!(
+        emu.op_count("get"),
+        gets,
+        "the second read came from the page cache"
+    );
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0)
+        .open(m.join("f"))
+        .unwrap();
+}
