@@ -84,13 +84,14 @@ fn time_of(t: TimeOrNow) -> SystemTime {
     }
 }
 
-fn open_mode(flags: i32) -> OpenMode {
+fn open_mode(flags: i32, req: &Request) -> OpenMode {
     let acc = flags & libc::O_ACCMODE;
     OpenMode {
         read: acc == libc::O_RDONLY || acc == libc::O_RDWR,
         write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
         truncate: flags & libc::O_TRUNC != 0,
         exclusive: flags & libc::O_EXCL != 0,
+        caller: Some(req.pid()),
     }
 }
 
@@ -293,10 +294,11 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
+        let mode = open_mode(flags.0, req);
         self.rt.spawn(async move {
-            match fs.open(ino.0, open_mode(flags.0)).await {
+            match fs.open(ino.0, mode).await {
                 Ok((fh, keep)) => {
                     let f = if keep {
                         FopenFlags::FOPEN_KEEP_CACHE
@@ -322,9 +324,10 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let (fs, name) = (self.fs.clone(), name_str(name));
         let (uid, gid) = (req.uid(), req.gid());
+        let mode_flags = open_mode(flags, req);
         self.rt.spawn(async move {
             let r = async {
-                fs.create(parent.0, &name?, mode & !umask, open_mode(flags), uid, gid)
+                fs.create(parent.0, &name?, mode & !umask, mode_flags, uid, gid)
                     .await
             }
             .await;
@@ -385,15 +388,16 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
+        let caller = Some(req.pid());
         self.rt.spawn(async move {
-            match fs.flush(fh.0).await {
+            match fs.flush(fh.0, caller).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::Parser;
 use cosmount::config::{self, CleanupArgs, ConfigError, MountConfig};
 use cosmount::cos::client::parse_initiated;
-use cosmount::cos::{CosClient, CosError, ListObjects, ObjectClient};
+use cosmount::cos::{ClientConfig, CosClient, CosError, ListObjects, ObjectClient};
 use cosmount::fs::Filesystem;
 use cosmount::fuse::FuseAdapter;
 
@@ -26,6 +26,9 @@ const READY_LINE: &str = "cosmount-ready";
 /// Exit codes: 2 for bad arguments or configuration, 1 when mounting fails.
 const EXIT_USAGE: i32 = 2;
 const EXIT_FAILURE: i32 = 1;
+/// Attempts of the start-up bucket check: enough for a transient error, short enough to fail
+/// fast on a wrong endpoint.
+const STARTUP_ATTEMPTS: u32 = 3;
 
 fn fail(code: i32, msg: impl std::fmt::Display) -> ! {
     // A daemon child reports through its stdout pipe, which the parent prints.
@@ -175,8 +178,19 @@ fn run_mount(cfg: MountConfig) -> i32 {
         Ok(c) => Arc::new(c),
         Err(e) => fail(EXIT_USAGE, e),
     };
-    if let Err(e) = runtime.block_on(client.head_bucket()) {
-        let msg = runtime.block_on(explain_bucket_error(&client, &cfg.bucket, e));
+    // The start-up check fails fast: a few attempts, not the full retry budget.
+    let checker = match CosClient::new(ClientConfig {
+        retry: cosmount::cos::retry::RetryPolicy {
+            max_attempts: STARTUP_ATTEMPTS,
+            ..cfg.client.retry.clone()
+        },
+        ..cfg.client.clone()
+    }) {
+        Ok(c) => c,
+        Err(e) => fail(EXIT_USAGE, e),
+    };
+    if let Err(e) = runtime.block_on(checker.head_bucket()) {
+        let msg = runtime.block_on(explain_bucket_error(&checker, &cfg.bucket, e));
         fail(EXIT_FAILURE, msg);
     }
     if let Err(e) = std::fs::create_dir_all(&cfg.fs.cache_dir) {

@@ -26,7 +26,10 @@ fn a_failed_prefetch_does_not_poison_later_reads() {
     let data = pattern(6 << 20, 8);
     runtime().block_on(async {
         let out = client
-            .put_object(PutObject::new("obj", Body::Bytes(Bytes::from(data.clone()))))
+            .put_object(PutObject::new(
+                "obj",
+                Body::Bytes(Bytes::from(data.clone())),
+            ))
             .await
             .unwrap();
         let mut p = Prefetcher::new(
@@ -50,7 +53,10 @@ fn a_failed_prefetch_does_not_poison_later_reads() {
             }
         }
         assert!(failed, "reads fail while COS fails");
-        assert!(p.read(1 << 20, 4096).await.is_err(), "and again, without a panic");
+        assert!(
+            p.read(1 << 20, 4096).await.is_err(),
+            "and again, without a panic"
+        );
         emu.emulator.faults().clear();
         assert_eq!(
             p.read(1 << 20, 4096).await.unwrap(),
@@ -89,7 +95,7 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
             .unwrap();
         assert_eq!(attr.perm, 0o640);
         fs.write(fh, 0, Bytes::from_static(b"hello")).await.unwrap();
-        fs.flush(fh).await.unwrap();
+        fs.flush(fh, None).await.unwrap();
         fs.release(fh).await.unwrap();
         let fh = fs.opendir(d.ino).await.unwrap();
         let entries = fs.readdir(fh, 0, 100).await.unwrap();

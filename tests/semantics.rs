@@ -343,3 +343,23 @@ fn pages_stay_cached_while_the_object_is_unchanged() {
         .open(m.join("f"))
         .unwrap();
 }
+
+#[test]
+fn a_child_closing_an_inherited_descriptor_does_not_publish_a_partial_file() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let m = Mount::start(&emu, &[]);
+    let mut f = std::fs::File::create(m.join("growing")).unwrap();
+    f.write_all(b"first half, ").unwrap();
+    // fork + exec: the child closes its copy of the descriptor (a FUSE flush).
+    let status = std::process::Command::new("true").status().unwrap();
+    assert!(status.success());
+    assert_eq!(
+        remote(&c, "growing"),
+        None,
+        "the child's close published nothing"
+    );
+    f.write_all(b"second half").unwrap();
+    drop(f);
+    assert_eq!(remote(&c, "growing").unwrap(), b"first half, second half");
+}

@@ -342,7 +342,11 @@ pub fn verify(
 ) -> Verdict {
     fn select(list: &[String], pairs: &[(String, String)]) -> Option<Vec<(String, String)>> {
         let mut out = Vec::with_capacity(list.len());
-        for name in list {
+        for (i, name) in list.iter().enumerate() {
+            // A name signed twice (`a=1&a=2` lists `a;a`) selects its pairs once.
+            if list[..i].contains(name) {
+                continue;
+            }
             let found = pairs
                 .iter()
                 .filter(|(k, _)| sign_encode(k).to_lowercase() == *name)
@@ -478,6 +482,35 @@ mod tests {
         assert_eq!(
             verify("key", &auth, "PUT", "/a b", &[], &hdrs),
             Verdict::MissingSigned
+        );
+    }
+
+    #[test]
+    fn repeated_names_verify() {
+        // Found by fuzz/fuzz_targets/sign_verify.rs: a parameter or header that occurs twice
+        // is listed twice (`a;a`), and each listing selected both pairs again, so a request
+        // signed by `sign` itself was a Mismatch.
+        let params = vec![("a".to_string(), "1".to_string()), ("a".into(), "2".into())];
+        let headers = vec![
+            ("X-Cos-Meta-K".to_string(), "v".to_string()),
+            ("x-cos-meta-k".into(), "w".into()),
+        ];
+        let req = SignRequest {
+            method: "GET",
+            path: "/",
+            params: &params,
+            headers: &headers,
+        };
+        let sig = sign("key", &req, KeyTime::around(7));
+        assert_eq!(sig.param_list, "a;a");
+        let auth = AuthFields::parse_header(&sig.authorization("id")).unwrap();
+        assert_eq!(
+            verify("key", &auth, "GET", "/", &params, &headers),
+            Verdict::Valid
+        );
+        assert_eq!(
+            verify("key", &auth, "GET", "/", &params[..1], &headers),
+            Verdict::Mismatch
         );
     }
 

@@ -119,6 +119,7 @@ impl FromStr for Rule {
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
     injected: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl Faults {
@@ -147,6 +148,11 @@ impl Faults {
     /// Faults injected so far (delays included).
     pub fn injected(&self) -> u64 {
         self.injected.load(Ordering::Relaxed)
+    }
+
+    /// Failures injected so far (errors, cuts, stalls; not delays).
+    pub fn injected_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
     }
 
     /// The faults to apply to one request of operation `op`: at most one delay and at most one
@@ -187,7 +193,10 @@ impl Faults {
             self.injected.fetch_add(1, Ordering::Relaxed);
             match rule.action {
                 FaultAction::Delay(d) => delay = Some(d),
-                other => failure = Some(other),
+                other => {
+                    self.failures.fetch_add(1, Ordering::Relaxed);
+                    failure = Some(other);
+                }
             }
         }
         (delay, failure)

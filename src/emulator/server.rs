@@ -312,14 +312,18 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
     let Some(path) = auth::decode_path(&raw_path) else {
         return Err(err(400, "InvalidURI", "the request path is not valid UTF-8").into());
     };
+    // An authority-form (`GET host:80`) or asterisk-form (`OPTIONS *`) target has no `/`.
+    let Some(rel_path) = path.strip_prefix('/') else {
+        return Err(err(400, "InvalidURI", "the request target is not a path").into());
+    };
     let all_params = auth::decode_query(&raw_query);
 
     // Routing (Appendix A): IP or localhost → the default bucket; the service host → GET
     // Service or path style; otherwise the first label of the host names the bucket.
     let (bucket, key) = if is_ip_or_localhost(&host) {
-        (Some(state.buckets[0].clone()), path[1..].to_string())
+        (Some(state.buckets[0].clone()), rel_path.to_string())
     } else if is_service_host(&host) {
-        let rest = &path[1..];
+        let rest = rel_path;
         if rest.is_empty() {
             (None, String::new())
         } else {
@@ -336,7 +340,7 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
     } else {
         let label = host.split('.').next().unwrap_or_default();
         match state.bucket(label) {
-            Some(b) => (Some(b), path[1..].to_string()),
+            Some(b) => (Some(b), rel_path.to_string()),
             None => {
                 return Err(err(
                     404,
@@ -1050,7 +1054,8 @@ pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     if start >= size {
         return Err(unsatisfiable());
     }
-    let end_excl = end.map(|e| (e + 1).min(size)).unwrap_or(size);
+    // `e` may be u64::MAX (any last-byte-pos past the end is allowed, RFC 7233 §2.1).
+    let end_excl = end.map(|e| e.saturating_add(1).min(size)).unwrap_or(size);
     Ok(Some((start, end_excl)))
 }
 
@@ -1869,6 +1874,48 @@ mod tests {
         assert_eq!(parse_range("bytes=abc", 100).unwrap_err().status, 400);
         assert_eq!(parse_range("items=0-1", 100).unwrap_err().status, 400);
         assert_eq!(parse_range("bytes=5-1", 100).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn range_ending_at_u64_max_is_clamped() {
+        // Found by fuzz/fuzz_targets/range_parse.rs: `e + 1` overflowed (a panic in debug
+        // builds; in release it wrapped to 0, giving (5, 0) and a GET length of `0 - 5`).
+        let max = u64::MAX;
+        assert_eq!(
+            parse_range(&format!("bytes=5-{max}"), 100).unwrap(),
+            Some((5, 100))
+        );
+        assert_eq!(
+            parse_range(&format!("bytes=0-{max}"), max).unwrap(),
+            Some((0, max))
+        );
+    }
+
+    #[test]
+    fn target_without_a_path_is_invalid_uri() {
+        // Found by fuzz/fuzz_targets/emulator_request.rs: `GET .src HTTP/1.1` (an
+        // authority-form target, as is `GET host:80`) has the path "", and routing sliced
+        // `path[1..]`: a panic on one unauthenticated request.
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let emu = crate::emulator::Emulator::start_background(crate::emulator::EmulatorConfig {
+            data_dir: dir.path().join("data"),
+            ..Default::default()
+        })
+        .unwrap();
+        for line in ["GET .src", "GET 127.0.0.1:80", "OPTIONS *"] {
+            let mut s = std::net::TcpStream::connect(emu.addr()).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(
+                s,
+                "{line} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            assert!(out.starts_with("HTTP/1.1 400"), "{line}: {out:?}");
+            assert!(out.contains("<Code>InvalidURI</Code>"), "{line}: {out:?}");
+        }
     }
 
     #[test]

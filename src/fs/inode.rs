@@ -18,6 +18,9 @@ pub struct Inode {
     pub local: bool,
     /// Size of the newest data of an open, dirty write handle (for `stat` while writing).
     pub writer_size: Option<u64>,
+    /// Open write handles; `writer_size` is dropped when the last one is released (a late
+    /// release of an older handle must not hide the size a newer one is writing).
+    pub writers: u32,
     /// Mode set while local (before the first commit), for `stat`.
     pub local_perm: Option<u16>,
     /// Removed from the namespace while still referenced.
@@ -26,6 +29,26 @@ pub struct Inode {
     pub symlink_target: Option<String>,
     /// ETag of the version whose pages the kernel may cache (`keep_cache` while unchanged).
     pub cached_etag: Option<String>,
+}
+
+impl Inode {
+    fn new(ino: Ino, parent: Ino, name: &str, kind: Kind) -> Self {
+        Inode {
+            ino,
+            parent,
+            name: name.to_string(),
+            kind,
+            lookups: 1,
+            handles: 0,
+            local: false,
+            writer_size: None,
+            writers: 0,
+            local_perm: None,
+            unlinked: false,
+            symlink_target: None,
+            cached_etag: None,
+        }
+    }
 }
 
 pub struct InodeTable {
@@ -43,23 +66,7 @@ impl Default for InodeTable {
 impl InodeTable {
     pub fn new() -> Self {
         let mut inodes = HashMap::new();
-        inodes.insert(
-            ROOT_INO,
-            Inode {
-                ino: ROOT_INO,
-                parent: ROOT_INO,
-                name: String::new(),
-                kind: Kind::Dir,
-                lookups: 1,
-                handles: 0,
-                local: false,
-                writer_size: None,
-                local_perm: None,
-                unlinked: false,
-                symlink_target: None,
-                cached_etag: None,
-            },
-        );
+        inodes.insert(ROOT_INO, Inode::new(ROOT_INO, ROOT_INO, "", Kind::Dir));
         InodeTable {
             inodes,
             children: HashMap::new(),
@@ -124,23 +131,7 @@ impl InodeTable {
         }
         let ino = self.next;
         self.next += 1;
-        self.inodes.insert(
-            ino,
-            Inode {
-                ino,
-                parent,
-                name: name.to_string(),
-                kind,
-                lookups: 1,
-                handles: 0,
-                local: false,
-                writer_size: None,
-                local_perm: None,
-                unlinked: false,
-                symlink_target: None,
-                cached_etag: None,
-            },
-        );
+        self.inodes.insert(ino, Inode::new(ino, parent, name, kind));
         self.children.insert((parent, name.to_string()), ino);
         ino
     }

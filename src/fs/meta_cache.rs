@@ -75,8 +75,17 @@ impl Stat {
     }
 }
 
+enum Known {
+    Found(Stat),
+    Missing,
+    /// Forgotten on purpose (an own change whose outcome is not known here): answers nothing,
+    /// but keeps the time, so older answers still in flight cannot come back.
+    Invalidated,
+}
+
 struct Entry {
-    stat: Option<Stat>,
+    known: Known,
+    /// When the knowledge was current: the start of the request that brought it.
     at: Instant,
 }
 
@@ -120,39 +129,37 @@ impl MetaCache {
             return Cached::Miss;
         };
         let age = e.at.elapsed();
-        let fresh = match &e.stat {
-            None => age < self.negative_ttl,
-            Some(_) => self.ttl.is_none_or(|t| age < t),
-        };
-        if !fresh {
-            lru.pop(key);
-            return Cached::Miss;
-        }
-        match &e.stat {
-            None => Cached::Missing,
-            Some(s) => Cached::Found(s.clone()),
+        match &e.known {
+            Known::Invalidated => Cached::Miss,
+            Known::Missing if age < self.negative_ttl => Cached::Missing,
+            Known::Found(s) if self.ttl.is_none_or(|t| age < t) => Cached::Found(s.clone()),
+            _ => Cached::Miss,
         }
     }
 
-    /// The entry even if expired (to keep metadata across a listing of the same version).
-    fn peek_any(lru: &LruCache<String, Entry>, key: &str) -> Option<Stat> {
-        lru.peek(key).and_then(|e| e.stat.clone())
-    }
-
-    pub fn insert(&self, key: &str, stat: Stat) {
+    /// Stores what a request started at `observed` learnt, unless something newer is known
+    /// (a listing that began before an own write finished must not undo it).
+    pub fn insert_observed(&self, key: &str, stat: Stat, observed: Instant) {
         let mut lru = self.lru.lock();
+        let current = lru.peek(key);
+        if current.is_some_and(|e| e.at > observed) {
+            return;
+        }
         let stat = match stat {
             Stat::File(mut f) if f.meta.is_none() => {
-                if let Some(Stat::File(old)) = Self::peek_any(&lru, key)
+                if let Some(Entry {
+                    known: Known::Found(Stat::File(old)),
+                    ..
+                }) = current
                     && old.same_version(&f)
                 {
-                    f.meta = old.meta;
+                    f.meta = old.meta.clone();
                 }
                 Stat::File(f)
             }
-            Stat::Dir(d) if !d.probed => match lru.peek(key) {
+            Stat::Dir(d) if !d.probed => match current {
                 Some(Entry {
-                    stat: Some(Stat::Dir(old)),
+                    known: Known::Found(Stat::Dir(old)),
                     at,
                 }) if old.probed && self.ttl.is_none_or(|t| at.elapsed() < t) => {
                     Stat::Dir(old.clone())
@@ -164,38 +171,55 @@ impl MetaCache {
         lru.put(
             key.to_string(),
             Entry {
-                stat: Some(stat),
-                at: Instant::now(),
+                known: Known::Found(stat),
+                at: observed,
+            },
+        );
+    }
+
+    /// Stores what is true now (an own, completed change).
+    pub fn insert(&self, key: &str, stat: Stat) {
+        self.insert_observed(key, stat, Instant::now());
+    }
+
+    pub fn insert_missing_observed(&self, key: &str, observed: Instant) {
+        let mut lru = self.lru.lock();
+        if lru.peek(key).is_some_and(|e| e.at > observed) {
+            return;
+        }
+        lru.put(
+            key.to_string(),
+            Entry {
+                known: Known::Missing,
+                at: observed,
             },
         );
     }
 
     pub fn insert_missing(&self, key: &str) {
-        self.lru.lock().put(
-            key.to_string(),
-            Entry {
-                stat: None,
-                at: Instant::now(),
-            },
-        );
+        self.insert_missing_observed(key, Instant::now());
     }
 
     pub fn remove(&self, key: &str) {
-        self.lru.lock().pop(key);
+        self.lru.lock().put(
+            key.to_string(),
+            Entry {
+                known: Known::Invalidated,
+                at: Instant::now(),
+            },
+        );
     }
 
     /// Forgets `key` and everything under `key/`.
     pub fn remove_tree(&self, key: &str) {
         let mut lru = self.lru.lock();
         let under = format!("{key}/");
-        let doomed: Vec<String> = lru
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| *k == key || k.starts_with(&under) || key.is_empty())
-            .cloned()
-            .collect();
-        for k in doomed {
-            lru.pop(&k);
+        let now = Instant::now();
+        for (k, e) in lru.iter_mut() {
+            if k == key || k.starts_with(&under) || key.is_empty() {
+                e.known = Known::Invalidated;
+                e.at = now;
+            }
         }
     }
 }
@@ -242,6 +266,21 @@ mod tests {
         assert_eq!(c.get("a"), Cached::Found(file("e1", Some(meta))));
         c.insert("a", file("e2", None));
         assert_eq!(c.get("a"), Cached::Found(file("e2", None)));
+    }
+
+    #[test]
+    fn an_older_answer_never_replaces_newer_knowledge() {
+        let c = MetaCache::new(10, Some(Duration::from_secs(10)), Duration::from_secs(10));
+        let before = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        c.insert("a", file("new", None));
+        c.insert_observed("a", file("old", None), before);
+        assert_eq!(c.get("a"), Cached::Found(file("new", None)));
+        c.insert_missing_observed("a", before);
+        assert_eq!(c.get("a"), Cached::Found(file("new", None)));
+        c.remove("a");
+        c.insert_observed("a", file("old", None), before);
+        assert_eq!(c.get("a"), Cached::Miss, "an invalidation is newer too");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -90,6 +90,19 @@ pub struct OpenMode {
     pub write: bool,
     pub truncate: bool,
     pub exclusive: bool,
+    /// The opening thread's id as the kernel reports it (to tell its process's closes from
+    /// those of children that inherited the descriptor; see `flush`).
+    pub caller: Option<u32>,
+}
+
+/// The process (thread group) of a thread id, from /proc; `None` when it cannot be told (the
+/// thread is gone, or lives in another pid namespace).
+fn process_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Attribute changes of a setattr call.
@@ -126,6 +139,8 @@ pub struct StatFs {
 
 struct FileHandle {
     ino: Ino,
+    /// The process that opened the handle, when known.
+    opener: Option<u32>,
     version: Option<Version>,
     reader: Option<Prefetcher>,
     writer: Option<WriteHandle>,
@@ -251,10 +266,11 @@ impl Filesystem {
             Cached::Missing => return Ok(None),
             Cached::Miss => {}
         }
+        let asked = Instant::now();
         let stat = self.resolve_uncached(key).await?;
         match &stat {
-            Some(s) => self.cache.insert(key, s.clone()),
-            None => self.cache.insert_missing(key),
+            Some(s) => self.cache.insert_observed(key, s.clone(), asked),
+            None => self.cache.insert_missing_observed(key, asked),
         }
         Ok(stat)
     }
@@ -318,7 +334,23 @@ impl Filesystem {
         )
     }
 
+    /// The attributes to report for `ino`, from `stat` or anything fresher: the size an open
+    /// writer is at, else the cache (an own commit may have finished since `stat` was read).
+    /// The writer's size is read first: a commit updates the cache before clearing it, so when
+    /// it is gone the cache already has the new version.
     fn attr_of(&self, ino: Ino, stat: &Stat) -> Attr {
+        let writer_size = self.inodes.lock().get(ino).and_then(|n| n.writer_size);
+        let fresher = match writer_size {
+            Some(_) => None,
+            None => self
+                .key_of(ino)
+                .ok()
+                .and_then(|k| match self.cache.get(&k) {
+                    Cached::Found(s) if s.kind() == stat.kind() => Some(s),
+                    _ => None,
+                }),
+        };
+        let stat = fresher.as_ref().unwrap_or(stat);
         let mut a = match stat {
             Stat::File(f) => attr_from(
                 ino,
@@ -336,9 +368,7 @@ impl Filesystem {
                 attr_from(ino, Kind::Dir, 0, &meta, time, &self.cfg.defaults)
             }
         };
-        if let Some(node) = self.inodes.lock().get(ino)
-            && let Some(size) = node.writer_size
-        {
+        if let Some(size) = writer_size {
             a.size = size;
         }
         a
@@ -1143,16 +1173,18 @@ impl Filesystem {
             let etag = version.as_ref().map(|v| v.etag.clone());
             let keep = writer.is_none() && etag.is_some() && node.cached_etag == etag;
             node.cached_etag = if writer.is_none() { etag } else { None };
-            if let Some(w) = &writer
-                && mode.truncate
-            {
-                node.writer_size = Some(w.size());
+            if let Some(w) = &writer {
+                node.writers += 1;
+                if mode.truncate {
+                    node.writer_size = Some(w.size());
+                }
             }
             keep
         };
         let fh = self.new_handle(Handle::File(Arc::new(tokio::sync::Mutex::new(
             FileHandle {
                 ino,
+                opener: mode.caller.and_then(process_of),
                 version,
                 reader: None,
                 writer,
@@ -1197,6 +1229,7 @@ impl Filesystem {
             node.unlinked = false;
             node.local_perm = Some((mode & 0o7777) as u16);
             node.writer_size = Some(0);
+            node.writers += 1;
             inodes.open_handle(ino);
             ino
         };
@@ -1213,6 +1246,7 @@ impl Filesystem {
         let fh = self.new_handle(Handle::File(Arc::new(tokio::sync::Mutex::new(
             FileHandle {
                 ino,
+                opener: open.caller.and_then(process_of),
                 version: None,
                 reader: None,
                 writer: Some(writer),
@@ -1312,7 +1346,21 @@ impl Filesystem {
         Ok(())
     }
 
-    pub async fn flush(&self, fh: u64) -> FsResult<()> {
+    /// A close of one descriptor of the handle (from thread `caller`). It commits only when
+    /// the closing process is the one that opened the file: a child that inherited the
+    /// descriptor (fork, then exec or exit) closes its copy while the parent still writes, and
+    /// committing then would publish a partial file. Such closes leave the commit to the
+    /// opener's close, or to release.
+    pub async fn flush(&self, fh: u64, caller: Option<u32>) -> FsResult<()> {
+        let opener = self.file_handle(fh)?.lock().await.opener;
+        if let (Some(opener), Some(closer)) = (opener, caller.and_then(process_of))
+            && opener != closer
+        {
+            log::debug!(
+                "flush of handle {fh} by process {closer}, opened by {opener}: not committing"
+            );
+            return Ok(());
+        }
         self.commit_handle_when(fh, true).await
     }
 
@@ -1334,8 +1382,11 @@ impl Filesystem {
             if let Some(node) = inodes.get_mut(ino)
                 && g.writer.is_some()
             {
-                node.writer_size = None;
-                if node.local {
+                node.writers = node.writers.saturating_sub(1);
+                if node.writers == 0 {
+                    node.writer_size = None;
+                }
+                if node.local && node.writers == 0 {
                     // A failed first commit: the file never existed in COS.
                     node.local = false;
                     node.unlinked = true;
@@ -1410,6 +1461,7 @@ impl Filesystem {
         }
         let start = offset.saturating_sub(FIRST_ENTRY_OFFSET - 1) as usize;
         while !d.done && d.entries.len() < start + max {
+            let asked = Instant::now();
             let page = self
                 .client
                 .list_objects(
@@ -1421,7 +1473,7 @@ impl Filesystem {
                 .map_err(FsError::Cos)?;
             let first_new = d.entries.len();
             for (key, stat) in d.absorb(page, &self.skips) {
-                self.cache.insert(&key, stat);
+                self.cache.insert_observed(&key, stat, asked);
             }
             self.complete_entries(&mut d, first_new).await;
         }
@@ -1437,7 +1489,15 @@ impl Filesystem {
                 }
             }
         }
-        for (i, e) in d.entries.iter().enumerate().skip(start).take(max) {
+        let prefix = d.prefix.clone();
+        for (i, e) in d.entries.iter_mut().enumerate().skip(start).take(max) {
+            // A page may be older than an own write that finished since: serve the freshest
+            // view of each entry (same kind only; offsets and names never change).
+            if let Cached::Found(s) = self.cache.get(&format!("{prefix}{}", e.name))
+                && s.kind() == e.kind()
+            {
+                e.stat = s;
+            }
             let known = self.inodes.lock().child(ino, &e.name);
             out.push(Listed {
                 next_offset: i as u64 + FIRST_ENTRY_OFFSET,
@@ -1454,6 +1514,7 @@ impl Filesystem {
     /// same object version, else a HEAD per entry (many in parallel), since COS listings carry
     /// no user metadata (mode, owner, symlink). Skipped with `fast_listing`.
     async fn complete_entries(&self, d: &mut DirHandle, from: usize) {
+        let asked = Instant::now();
         let mut need = Vec::new();
         for (i, e) in d.entries.iter_mut().enumerate().skip(from) {
             let key = format!("{}{}", d.prefix, e.name);
@@ -1497,8 +1558,11 @@ impl Filesystem {
             .collect()
             .await;
         for (i, key, stat) in found {
-            self.cache.insert(&key, stat.clone());
-            d.entries[i].stat = stat;
+            self.cache.insert_observed(&key, stat, asked);
+            // What the cache holds now is the freshest view (maybe an own write meanwhile).
+            if let Cached::Found(s) = self.cache.get(&key) {
+                d.entries[i].stat = s;
+            }
         }
     }
 

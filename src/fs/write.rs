@@ -367,7 +367,14 @@ impl WriteHandle {
                 let mut pos = gs;
                 while pos < ge {
                     let chunk_end = (pos + (8 << 20)).min(ge);
-                    let data = fetch_range(&*self.client, &base.version, pos, chunk_end).await?;
+                    let data = fetch_range(&*self.client, &base.version, pos, chunk_end)
+                        .await
+                        .inspect_err(|e| {
+                            log::warn!(
+                                "{}: reading bytes {pos}..{chunk_end} of the version opened failed: {e}",
+                                self.key
+                            )
+                        })?;
                     let f = file.clone();
                     tokio::task::spawn_blocking(move || f.write_all_at(&data, pos))
                         .await
@@ -715,7 +722,12 @@ impl WriteHandle {
                 _ => {}
             }
             let is_last = i + 1 == count;
-            let clean = !self.dirty.intersects(s, e) && e <= self.base_valid;
+            // Unchanged ranges of the old object are copied server-side, unless their bytes
+            // are here anyway: uploading them then does not depend on that version still
+            // existing (another writer may have replaced it since).
+            let clean = !self.dirty.intersects(s, e)
+                && e <= self.base_valid
+                && !self.present.contains(s, e);
             if clean
                 && (len >= MIN_PART_SIZE || is_last)
                 && let Some(base) = &base_key
@@ -757,6 +769,7 @@ impl WriteHandle {
                     done.insert(i, out.etag);
                 }
                 Ok(Err(e)) => {
+                    log::warn!("{}: part {} failed: {e}", upload.key, i + 1);
                     first_err.get_or_insert(FsError::from_read(e));
                 }
                 Err(e) => {
