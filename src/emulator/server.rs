@@ -1369,12 +1369,14 @@ fn list_objects(ctx: &Ctx) -> Handled {
             && let Some(i) = rest.find(delimiter)
         {
             let cp = format!("{prefix}{}", &rest[..i + delimiter.len()]);
-            // Skip every key under this prefix: resume at the first key after it.
-            let mut skip = cp.clone();
-            let d = skip.pop().unwrap_or('/');
-            skip.push(char::from_u32(d as u32 + 1).unwrap_or(char::MAX));
-            if cp.as_str() <= marker {
-                return ScanStep::SkipTo(skip);
+            // Skip every key under this prefix: resume at the first key after it, or (when
+            // no string is above them all) visit them one by one, listing the prefix once.
+            let skip = match prefix_successor(&cp) {
+                Some(s) => ScanStep::SkipTo(s),
+                None => ScanStep::Continue,
+            };
+            if cp.as_str() <= marker || prefixes.last() == Some(&cp) {
+                return skip;
             }
             if count >= max_keys {
                 truncated = true;
@@ -1383,7 +1385,7 @@ fn list_objects(ctx: &Ctx) -> Handled {
             count += 1;
             last = cp.clone();
             prefixes.push(cp);
-            return ScanStep::SkipTo(skip);
+            return skip;
         }
         if count >= max_keys {
             truncated = true;
@@ -1433,6 +1435,24 @@ fn list_objects(ctx: &Ctx) -> Handled {
     r.headers_mut()
         .insert("x-cos-bucket-region", hv(&bucket.region));
     Ok(r)
+}
+
+/// The smallest string above every string that starts with `p` (in code point order, which
+/// is the keys' order): `p` with its last character incremented, past the surrogates, after
+/// dropping trailing U+10FFFF. `None` when `p` is nothing but U+10FFFF.
+fn prefix_successor(p: &str) -> Option<String> {
+    let mut s = p.to_string();
+    while let Some(c) = s.pop() {
+        let next = match c {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(c as u32 + 1),
+        };
+        if let Some(n) = next {
+            s.push(n);
+            return Some(s);
+        }
+    }
+    None
 }
 
 fn list_buckets(state: &State) -> Handled {
@@ -1916,6 +1936,66 @@ mod tests {
             assert!(out.starts_with("HTTP/1.1 400"), "{line}: {out:?}");
             assert!(out.contains("<Code>InvalidURI</Code>"), "{line}: {out:?}");
         }
+    }
+
+    #[test]
+    fn prefix_successors() {
+        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{10FFFF}\u{10FFFF}"), None);
+    }
+
+    #[test]
+    fn delimiters_at_the_ends_of_the_code_point_range() {
+        // Found while writing fuzz/fuzz_targets/emulator_request.rs and caught by it (no answer
+        // in 10 s): the resume point after a common prefix was the prefix with its last
+        // character + 1, which for U+10FFFF was the prefix itself (the listing repeated it
+        // until max-keys, and with that prefix as the marker looped forever holding the index
+        // lock) and for U+D7FF was U+10FFFF (keys starting with U+E000.. were not listed).
+        use crate::cos::{ObjectClient, PutObject};
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::emulator::EmulatorConfig {
+            data_dir: dir.path().join("data"),
+            ..Default::default()
+        };
+        let emu = crate::emulator::Emulator::start_background(config.clone()).unwrap();
+        let client = crate::cos::CosClient::new(crate::cos::ClientConfig {
+            bucket: config.buckets[0].clone(),
+            endpoint: crate::cos::Endpoint::Url(emu.endpoint().parse().unwrap()),
+            credentials: crate::cos::auth::Credentials::new(
+                config.secret_id.clone(),
+                config.secret_key.expose(),
+            ),
+            read_timeout: Duration::from_secs(5),
+            ..Default::default()
+        })
+        .unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            for key in [
+                "a\u{10FFFF}1",
+                "a\u{10FFFF}2",
+                "b",
+                "c\u{D7FF}1",
+                "c\u{E000}",
+            ] {
+                let body = crate::cos::Body::Bytes(Bytes::from_static(b"x"));
+                client.put_object(PutObject::new(key, body)).await.unwrap();
+            }
+            let list = |d: &str, marker: &str| {
+                client.list_objects(crate::cos::ListObjects::new("").delimiter(d).marker(marker))
+            };
+            let page = list("\u{10FFFF}", "").await.unwrap();
+            assert_eq!(page.common_prefixes, ["a\u{10FFFF}"]);
+            assert!(!page.is_truncated);
+            let page = list("\u{10FFFF}", "a\u{10FFFF}").await.unwrap();
+            assert!(page.common_prefixes.is_empty());
+            let page = list("\u{D7FF}", "").await.unwrap();
+            assert_eq!(page.common_prefixes, ["c\u{D7FF}"]);
+            let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+            assert!(keys.contains(&"c\u{E000}"), "{keys:?}");
+        });
     }
 
     #[test]

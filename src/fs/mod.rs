@@ -23,9 +23,9 @@ use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
-use crate::cos::client::{CompletedPart, MAX_SINGLE_UPLOAD, list_all};
+use crate::cos::client::list_all;
 use crate::cos::{
-    Body, CopyObject, CosError, GetObject, ListObjects, ObjectClient, ObjectMetadata, PutObject,
+    Body, CopyObject, GetObject, ListObjects, ObjectClient, ObjectMetadata, PutObject,
 };
 use attrs::{Attr, Defaults, Ino, Kind, MetaAttrs, ROOT_INO, attr_from, mode_bits};
 use dir::{DirEntry, DirHandle, FIRST_ENTRY_OFFSET, SkipLog, implicit_dir_time, valid_name};
@@ -146,9 +146,13 @@ struct FileHandle {
     writer: Option<WriteHandle>,
 }
 
+type SharedFile = Arc<tokio::sync::Mutex<FileHandle>>;
+
 #[derive(Clone)]
 enum Handle {
-    File(Arc<tokio::sync::Mutex<FileHandle>>),
+    /// The inode is kept outside the lock: handles are found per file without waiting for
+    /// busy ones.
+    File(Ino, SharedFile),
     Dir(Arc<tokio::sync::Mutex<DirHandle>>),
 }
 
@@ -156,8 +160,6 @@ enum Handle {
 const LISTING_HEAD_CONCURRENCY: usize = 64;
 /// Keys renamed in parallel when a directory moves.
 const RENAME_CONCURRENCY: usize = 16;
-/// Parts of a server-side copy of an object over 5 GiB.
-const COPY_PART_SIZE: u64 = 1 << 30;
 /// Longest symlink target read back (PATH_MAX).
 const MAX_SYMLINK: u64 = 4096;
 
@@ -374,6 +376,27 @@ impl Filesystem {
         a
     }
 
+    /// Attributes of an inode removed from the namespace but still open.
+    fn detached_attr(&self, ino: Ino, kind: Kind) -> Attr {
+        let node = self.inodes.lock().get(ino).cloned();
+        let meta = MetaAttrs {
+            mode: node
+                .as_ref()
+                .and_then(|n| n.local_perm)
+                .map(|p| mode_bits(kind, p)),
+            ..Default::default()
+        };
+        let size = node.and_then(|n| n.writer_size).unwrap_or(0);
+        attr_from(
+            ino,
+            kind,
+            size,
+            &meta,
+            SystemTime::now(),
+            &self.cfg.defaults,
+        )
+    }
+
     /// The stat of an inode that exists only locally (created, not committed yet).
     fn local_stat(&self, ino: Ino) -> Option<Stat> {
         let inodes = self.inodes.lock();
@@ -450,20 +473,24 @@ impl Filesystem {
         }
     }
 
-    fn writer_handles_of(&self, ino: Ino) -> Vec<Arc<tokio::sync::Mutex<FileHandle>>> {
-        let handles: Vec<Handle> = self.handles.lock().values().cloned().collect();
-        handles
-            .into_iter()
+    /// The open handles of one file (writers or not; lock them to look).
+    fn handles_of(&self, ino: Ino) -> Vec<SharedFile> {
+        self.handles
+            .lock()
+            .values()
             .filter_map(|h| match h {
-                Handle::File(f) => Some(f),
-                Handle::Dir(_) => None,
-            })
-            .filter(|f| {
-                f.try_lock()
-                    .map(|g| g.ino == ino && g.writer.is_some())
-                    .unwrap_or(true)
+                Handle::File(i, f) if *i == ino => Some(f.clone()),
+                _ => None,
             })
             .collect()
+    }
+
+    /// The handle `fh` if it is open on `ino`.
+    fn handle_on(&self, fh: Option<u64>, ino: Ino) -> Option<SharedFile> {
+        match self.handles.lock().get(&fh?) {
+            Some(Handle::File(i, f)) if *i == ino => Some(f.clone()),
+            _ => None,
+        }
     }
 
     pub async fn setattr(&self, ino: Ino, fh: Option<u64>, change: SetAttr) -> FsResult<Attr> {
@@ -498,6 +525,10 @@ impl Filesystem {
         } else if touches_meta {
             self.change_attrs(ino, kind, fh, &attrs).await?;
         }
+        if self.inodes.lock().get(ino).is_some_and(|n| n.unlinked) {
+            // Removed while open: the handle's own view is all there is.
+            return Ok(self.detached_attr(ino, kind));
+        }
         self.getattr(ino).await
     }
 
@@ -514,17 +545,13 @@ impl Filesystem {
         if let Some(mode) = attrs.mode {
             attrs.mode = Some(mode_bits(kind, (mode & 0o7777) as u16));
         }
-        let key = self.key_of(ino)?;
+        let key = self.key_of(ino).unwrap_or_default();
         if kind != Kind::Dir {
-            let mut targets = Vec::new();
-            if let Some(fh) = fh
-                && let Some(Handle::File(f)) = self.handles.lock().get(&fh).cloned()
-            {
-                targets.push(f);
-            }
-            if targets.is_empty() {
-                targets = self.writer_handles_of(ino);
-            }
+            let targets: Vec<SharedFile> = self
+                .handle_on(fh, ino)
+                .into_iter()
+                .chain(self.handles_of(ino))
+                .collect();
             for t in targets {
                 let mut g = t.lock().await;
                 if let Some(w) = g.writer.as_mut() {
@@ -539,6 +566,7 @@ impl Filesystem {
                     return Ok(());
                 }
             }
+            let key = self.key_of(ino)?;
             let info = self.head_fresh(&key).await?;
             let mut meta = info.metadata();
             let mut merged = MetaAttrs::parse(&meta.user);
@@ -615,10 +643,17 @@ impl Filesystem {
         size: u64,
         attrs: &MetaAttrs,
     ) -> FsResult<()> {
-        let handle = match fh.and_then(|fh| self.handles.lock().get(&fh).cloned()) {
-            Some(Handle::File(f)) if f.lock().await.writer.is_some() => Some(f),
-            _ => self.writer_handles_of(ino).into_iter().next(),
-        };
+        let mut handle = None;
+        for h in self
+            .handle_on(fh, ino)
+            .into_iter()
+            .chain(self.handles_of(ino))
+        {
+            if h.lock().await.writer.is_some() {
+                handle = Some(h);
+                break;
+            }
+        }
         if let Some(h) = handle {
             let mut g = h.lock().await;
             let w = g.writer.as_mut().ok_or(FsError::BadHandle)?;
@@ -878,35 +913,19 @@ impl Filesystem {
 
     /// Commits every dirty write handle whose file is `ino` or lies under it.
     async fn commit_writers_under(&self, ino: Ino) -> FsResult<()> {
-        let handles: Vec<(u64, Arc<tokio::sync::Mutex<FileHandle>>)> = self
+        let handles: Vec<(Ino, SharedFile)> = self
             .handles
             .lock()
-            .iter()
-            .filter_map(|(fh, h)| match h {
-                Handle::File(f) => Some((*fh, f.clone())),
+            .values()
+            .filter_map(|h| match h {
+                Handle::File(i, f) => Some((*i, f.clone())),
                 Handle::Dir(_) => None,
             })
             .collect();
-        for (fh, h) in handles {
-            let target = h.lock().await.ino;
-            let under = {
-                let inodes = self.inodes.lock();
-                let mut cur = target;
-                let mut found = false;
-                for _ in 0..4096 {
-                    if cur == ino {
-                        found = true;
-                        break;
-                    }
-                    match inodes.get(cur) {
-                        Some(n) if cur != ROOT_INO => cur = n.parent,
-                        _ => break,
-                    }
-                }
-                found
-            };
-            if under {
-                self.commit_handle(fh).await?;
+        for (target, h) in handles {
+            if self.is_under(target, ino) {
+                // Locking the handle waits for a release committing it right now.
+                self.commit_locked(&h, false).await?;
             }
         }
         Ok(())
@@ -914,54 +933,16 @@ impl Filesystem {
 
     /// Server-side copy of one object, multipart above 5 GiB (Upload Part - Copy).
     async fn copy_one(&self, src: &str, dst: &str, size: u64) -> FsResult<()> {
-        if size <= MAX_SINGLE_UPLOAD {
-            self.client
-                .copy_object(CopyObject::new(src, dst))
-                .await
-                .map_err(FsError::from_read)?;
-            return Ok(());
-        }
-        let info = self.head_fresh(src).await?;
-        let id = self
-            .client
-            .create_multipart_upload(dst, &info.metadata())
-            .await
-            .map_err(FsError::Cos)?;
-        let ranges: Vec<(u32, u64, u64)> = (0..info.size.div_ceil(COPY_PART_SIZE))
-            .map(|i| {
-                let s = i * COPY_PART_SIZE;
-                ((i + 1) as u32, s, (s + COPY_PART_SIZE).min(info.size))
-            })
-            .collect();
-        let result: Result<Vec<CompletedPart>, CosError> = futures::stream::iter(ranges)
-            .map(|(n, s, e)| {
-                let (id, etag) = (id.clone(), info.etag.clone());
-                async move {
-                    self.client
-                        .upload_part_copy(dst, &id, n, src, Some((s, e)), Some(&etag))
-                        .await
-                        .map(|p| CompletedPart {
-                            part_number: n,
-                            etag: p.etag,
-                        })
-                }
-            })
-            .buffered(self.cfg.max_concurrency.max(1))
-            .try_collect()
-            .await;
-        let done = match result {
-            Ok(parts) => {
-                self.client
-                    .complete_multipart_upload(dst, &id, &parts)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = done {
-            let _ = self.client.abort_multipart_upload(dst, &id).await;
-            return Err(FsError::from_read(e));
-        }
-        Ok(())
+        write::server_side_copy(
+            &*self.client,
+            src,
+            dst,
+            size,
+            None,
+            self.cfg.max_concurrency,
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn rename(
@@ -1047,21 +1028,62 @@ impl Filesystem {
         let moved = self.inodes.lock().child(parent, name);
         if let Some(ino) = moved {
             self.inodes.lock().rename(ino, new_parent, new_name);
-            // Open handles commit to the new key from now on.
-            let handles: Vec<Handle> = self.handles.lock().values().cloned().collect();
-            for h in handles {
-                if let Handle::File(f) = h {
-                    let mut g = f.lock().await;
-                    let hino = g.ino;
-                    if let (Some(w), Ok(k)) = (g.writer.as_mut(), self.key_of(hino)) {
-                        w.set_key(k);
-                    }
-                }
-            }
+            self.follow_rename(ino).await;
         } else {
             self.inodes.lock().detach(new_parent, new_name);
         }
         Ok(())
+    }
+
+    /// Points the open handles of `moved` (a renamed file, or anything under a renamed
+    /// directory) at their new keys: readers read, and writers commit and fetch, there. The
+    /// copy's ETag may differ from the original's (multipart copies), so it is asked for.
+    async fn follow_rename(&self, moved: Ino) {
+        let handles: Vec<(Ino, SharedFile)> = self
+            .handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::File(i, f) => Some((*i, f.clone())),
+                Handle::Dir(_) => None,
+            })
+            .collect();
+        for (hino, h) in handles {
+            if !self.is_under(hino, moved) {
+                continue;
+            }
+            let Ok(key) = self.key_of(hino) else {
+                continue;
+            };
+            let etag = self.client.head_object(&key).await.ok().map(|i| i.etag);
+            let mut g = h.lock().await;
+            if let Some(v) = g.version.as_mut() {
+                v.key = key.clone();
+                if let Some(e) = &etag {
+                    v.etag = e.clone();
+                }
+            }
+            g.reader = None;
+            if let Some(w) = g.writer.as_mut() {
+                w.rebase(key, etag);
+            }
+        }
+    }
+
+    /// Whether `ino` is `ancestor` or lies under it.
+    fn is_under(&self, ino: Ino, ancestor: Ino) -> bool {
+        let inodes = self.inodes.lock();
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if cur == ancestor {
+                return true;
+            }
+            match inodes.get(cur) {
+                Some(n) if cur != ROOT_INO => cur = n.parent,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Copies every key under `src/` to `dst/` (in parallel), then deletes the old keys: an
@@ -1113,7 +1135,7 @@ impl Filesystem {
 
     fn file_handle(&self, fh: u64) -> FsResult<Arc<tokio::sync::Mutex<FileHandle>>> {
         match self.handles.lock().get(&fh) {
-            Some(Handle::File(f)) => Ok(f.clone()),
+            Some(Handle::File(_, f)) => Ok(f.clone()),
             _ => Err(FsError::BadHandle),
         }
     }
@@ -1133,6 +1155,19 @@ impl Filesystem {
             return Err(FsError::IsDir);
         }
         let key = self.key_of(ino)?;
+        // A truncation still waiting for its release (`: > f`, closed a moment ago) is
+        // committed first, so this open sees it: the mount's own changes are seen at once.
+        for h in self.handles_of(ino) {
+            let pending = h
+                .lock()
+                .await
+                .writer
+                .as_ref()
+                .is_some_and(WriteHandle::only_truncated);
+            if pending {
+                self.commit_locked(&h, false).await?;
+            }
+        }
         let local = self.local_stat(ino).is_some();
         let stat = if local {
             None
@@ -1181,15 +1216,16 @@ impl Filesystem {
             }
             keep
         };
-        let fh = self.new_handle(Handle::File(Arc::new(tokio::sync::Mutex::new(
-            FileHandle {
+        let fh = self.new_handle(Handle::File(
+            ino,
+            Arc::new(tokio::sync::Mutex::new(FileHandle {
                 ino,
                 opener: mode.caller.and_then(process_of),
                 version,
                 reader: None,
                 writer,
-            },
-        ))));
+            })),
+        ));
         Ok((fh, keep_cache))
     }
 
@@ -1243,15 +1279,16 @@ impl Filesystem {
             true,
             attrs,
         );
-        let fh = self.new_handle(Handle::File(Arc::new(tokio::sync::Mutex::new(
-            FileHandle {
+        let fh = self.new_handle(Handle::File(
+            ino,
+            Arc::new(tokio::sync::Mutex::new(FileHandle {
                 ino,
                 opener: open.caller.and_then(process_of),
                 version: None,
                 reader: None,
                 writer: Some(writer),
-            },
-        ))));
+            })),
+        ));
         let stat = self.local_stat(ino).expect("local");
         Ok((self.attr_of(ino, &stat), fh))
     }
@@ -1318,6 +1355,10 @@ impl Filesystem {
 
     async fn commit_handle_when(&self, fh: u64, at_flush: bool) -> FsResult<()> {
         let h = self.file_handle(fh)?;
+        self.commit_locked(&h, at_flush).await
+    }
+
+    async fn commit_locked(&self, h: &SharedFile, at_flush: bool) -> FsResult<()> {
         let mut g = h.lock().await;
         let ino = g.ino;
         let Some(w) = g.writer.as_mut() else {
@@ -1372,7 +1413,7 @@ impl Filesystem {
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let result = self.commit_handle(fh).await;
         let removed = self.handles.lock().remove(&fh);
-        if let Some(Handle::File(h)) = removed {
+        if let Some(Handle::File(_, h)) = removed {
             let mut g = h.lock().await;
             if let Some(w) = g.writer.as_mut() {
                 w.discard().await;
@@ -1591,7 +1632,7 @@ impl Filesystem {
     pub async fn shutdown(&self) {
         let fhs: Vec<u64> = self.handles.lock().keys().copied().collect();
         for fh in fhs {
-            let is_file = matches!(self.handles.lock().get(&fh), Some(Handle::File(_)));
+            let is_file = matches!(self.handles.lock().get(&fh), Some(Handle::File(..)));
             if is_file {
                 if let Err(e) = self.release(fh).await {
                     log::error!("unmount: a file open for writing could not be stored: {e}");

@@ -27,7 +27,9 @@ use super::attrs::MetaAttrs;
 use super::error::{FsError, FsResult};
 use super::ranges::RangeSet;
 use super::read::{Version, fetch_range};
-use crate::cos::client::{CompletedPart, MAX_PARTS, MAX_SINGLE_UPLOAD, MIN_PART_SIZE, PartOutput};
+use crate::cos::client::{
+    CompletedPart, MAX_PARTS, MAX_SINGLE_UPLOAD, MIN_PART_SIZE, PartOutput, PutOutput,
+};
 use crate::cos::{Body, CosError, ObjectClient, ObjectMetadata, PutObject};
 
 /// The largest part COS accepts (§4).
@@ -39,6 +41,82 @@ const FIXED_PARTS: u32 = 1000;
 const GROWTH_STEP: u32 = 100;
 /// Granularity of lazy fetches from the old object when reading through a write handle.
 const FETCH_ALIGN: u64 = 1 << 20;
+
+/// Parts of a server-side copy of an object over 5 GiB.
+const COPY_PART_SIZE: u64 = 1 << 30;
+
+/// Copies object `src` to `dst` inside the bucket, server-side: one PUT Object - Copy up to
+/// 5 GiB, Upload Part - Copy above (`concurrency` parts at once). `metadata`: `None` keeps the
+/// source's, `Some` replaces it (a copy onto itself changes only metadata).
+pub async fn server_side_copy(
+    client: &dyn ObjectClient,
+    src: &str,
+    dst: &str,
+    size: u64,
+    metadata: Option<ObjectMetadata>,
+    concurrency: usize,
+) -> FsResult<PutOutput> {
+    use futures::{StreamExt, TryStreamExt};
+    if size <= MAX_SINGLE_UPLOAD {
+        let mut req = crate::cos::CopyObject::new(src, dst);
+        if let Some(m) = metadata {
+            req = req.replace_metadata(m);
+        }
+        return client.copy_object(req).await.map_err(FsError::from_read);
+    }
+    let info = client.head_object(src).await.map_err(FsError::from_read)?;
+    let metadata = metadata.unwrap_or_else(|| info.metadata());
+    let id = client
+        .create_multipart_upload(dst, &metadata)
+        .await
+        .map_err(FsError::Cos)?;
+    let ranges: Vec<(u32, u64, u64)> = (0..info.size.div_ceil(COPY_PART_SIZE))
+        .map(|i| {
+            let s = i * COPY_PART_SIZE;
+            ((i + 1) as u32, s, (s + COPY_PART_SIZE).min(info.size))
+        })
+        .collect();
+    let result: Result<Vec<CompletedPart>, CosError> = futures::stream::iter(ranges)
+        .map(|(n, s, e)| {
+            let (id, etag) = (id.clone(), info.etag.clone());
+            async move {
+                client
+                    .upload_part_copy(dst, &id, n, src, Some((s, e)), Some(&etag))
+                    .await
+                    .map(|p| CompletedPart {
+                        part_number: n,
+                        etag: p.etag,
+                    })
+            }
+        })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await;
+    let done = match result {
+        Ok(parts) => client.complete_multipart_upload(dst, &id, &parts).await,
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            let _ = client.abort_multipart_upload(dst, &id).await;
+            Err(FsError::from_read(e))
+        }
+    }
+}
+
+/// Whether `new` differs from `old` in anything but the modification time (unless that was
+/// set explicitly).
+fn metadata_changed(old: &ObjectMetadata, new: &ObjectMetadata, explicit_mtime: bool) -> bool {
+    let strip = |m: &ObjectMetadata| {
+        let mut user = m.user.clone();
+        if !explicit_mtime {
+            user.remove(super::attrs::META_MTIME);
+        }
+        (m.content_type.clone(), user)
+    };
+    strip(old) != strip(new)
+}
 
 /// The size of part `i` (0-based) for base part size `ps`.
 pub fn part_len(i: u32, ps: u64) -> u64 {
@@ -124,6 +202,8 @@ struct Multipart {
     key: String,
     upload_id: String,
     parts: BTreeMap<u32, PartSlot>,
+    /// The metadata the upload was initiated with (Complete keeps it).
+    metadata: ObjectMetadata,
 }
 
 /// What a successful commit produced.
@@ -231,6 +311,24 @@ impl WriteHandle {
 
     pub fn is_dirty(&self) -> bool {
         self.content_dirty || self.meta_dirty
+    }
+
+    /// Whether the only pending change is the O_TRUNC of an existing object (which waits for
+    /// release; see `worth_committing_at_flush`).
+    pub fn only_truncated(&self) -> bool {
+        self.content_dirty && !self.touched && self.base.is_some()
+    }
+
+    /// The file was renamed to `key`, where its last committed version now is as `etag`.
+    pub fn rebase(&mut self, key: String, etag: Option<String>) {
+        if let Some(b) = self.base.as_mut() {
+            b.version.key = key.clone();
+            // With the copy's ETag unknown, later fetches fail (412) rather than mix versions.
+            if let Some(e) = etag {
+                b.version.etag = e;
+            }
+        }
+        self.key = key;
     }
 
     /// Whether a flush (a close of one descriptor) should commit now. A handle whose only
@@ -426,6 +524,7 @@ impl WriteHandle {
             key: key.to_string(),
             upload_id,
             parts: BTreeMap::new(),
+            metadata: metadata.clone(),
         });
         Ok(())
     }
@@ -657,7 +756,7 @@ impl WriteHandle {
                 return Err(e);
             }
         };
-        let out = match self
+        let mut out = match self
             .client
             .complete_multipart_upload(key, &upload.upload_id, &parts)
             .await
@@ -668,6 +767,20 @@ impl WriteHandle {
                 return Err(FsError::Cos(e));
             }
         };
+        // Complete keeps the metadata of Initiate, which may predate a chmod, chown or
+        // utimens made while the file was being written: restate it with a copy onto itself.
+        // (The modification time alone is not worth a copy: it is when the upload started.)
+        if metadata_changed(&upload.metadata, &metadata, self.attrs.mtime.is_some()) {
+            out = server_side_copy(
+                &*self.client,
+                key,
+                key,
+                self.size,
+                Some(metadata.clone()),
+                4,
+            )
+            .await?;
+        }
         Ok(Committed {
             etag: out.etag,
             size: self.size,

@@ -1,0 +1,617 @@
+#!/usr/bin/env bash
+# cosmount's speed goals, measured as RATIOS against a baseline taken in the same run on the
+# same machine (docs/PERFORMANCE.md explains the method and every workload).
+#
+#   scripts/bench.sh                 all workloads: read write ttfb randread list create stat
+#   scripts/bench.sh NAME [NAME...]  only those
+#
+# Starts its own cos-emulator (temporary data directory, free port) and mounts its bucket with
+# target/release/cosmount; everything is unmounted, stopped and removed on exit, also on failure.
+# Prints one table and writes bench-results.json in the repository root.
+#
+# Environment (defaults in brackets):
+#   BENCH_SIZE_MB [1024]    size of the big object (read, write, ttfb, randread)
+#   BENCH_OBJECTS [10000]   objects in the directory listed by `list`
+#   BENCH_FILES [1000]      files created by `create` and stat'ed by `stat`
+#   BENCH_RUNTIME [15]      seconds of each random-read run
+#   BENCH_REPEAT [3]        runs of each side (the median is reported; RSS is the maximum)
+#   BENCH_TTFB_TRIES [7]    time-to-first-byte tries of each side (median)
+#   BENCH_SKIP_BUILD=1      do not run cargo build
+#   BENCH_STRICT=1          exit with status 3 when a target is missed
+# Needs curl, fio, fusermount3 (fuse3), python3; root to drop the page cache.
+# shellcheck disable=SC2317 # the run_* workloads and cleanup are called indirectly
+set -euo pipefail
+export LC_ALL=C # decimal points in $EPOCHREALTIME and printf
+
+ALL_WORKLOADS=(read write ttfb randread list create stat)
+
+usage() {
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+selected=()
+for arg in "$@"; do
+  case "$arg" in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    read | write | ttfb | randread | list | create | stat) selected+=("$arg") ;;
+    *)
+      echo "bench: unknown workload '$arg' (one of: ${ALL_WORKLOADS[*]})" >&2
+      exit 2
+      ;;
+  esac
+done
+if [[ ${#selected[@]} == 0 ]]; then
+  selected=("${ALL_WORKLOADS[@]}")
+fi
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+# ---- what the machine must have (nothing is installed here) ----
+missing=()
+for tool in curl fio fusermount3 python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    case "$tool" in
+      fusermount3) missing+=("fusermount3 (apt-get install fuse3)") ;;
+      *) missing+=("$tool (apt-get install $tool)") ;;
+    esac
+  fi
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "bench: missing tools; install them and run again:" >&2
+  printf '  %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+if [[ ! -e /dev/fuse || ! -r /dev/fuse || ! -w /dev/fuse ]]; then
+  echo "bench: /dev/fuse is missing or not readable and writable for $(id -un): FUSE cannot mount here" >&2
+  exit 1
+fi
+
+positive_int() {
+  local name="$1" value="$2"
+  if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+    echo "bench: $name must be a positive integer, got '$value'" >&2
+    exit 2
+  fi
+}
+SIZE_MB="${BENCH_SIZE_MB:-1024}"
+OBJECTS="${BENCH_OBJECTS:-10000}"
+FILES="${BENCH_FILES:-1000}"
+RUNTIME="${BENCH_RUNTIME:-15}"
+REPEAT="${BENCH_REPEAT:-3}"
+TTFB_TRIES="${BENCH_TTFB_TRIES:-7}"
+for v in SIZE_MB OBJECTS FILES RUNTIME REPEAT TTFB_TRIES; do
+  positive_int "BENCH_$v" "${!v}"
+done
+# The mount's defaults, used explicitly on both sides of the write comparison.
+PART_SIZE=8M
+CONCURRENCY=8
+
+if [[ "${BENCH_SKIP_BUILD:-}" != 1 ]]; then
+  echo "bench: cargo build --release --bins --examples" >&2
+  cargo build --release --bins --examples
+fi
+cosmount="$root/target/release/cosmount"
+emulator="$root/target/release/cos-emulator"
+cosbench="$root/target/release/examples/cosbench"
+for bin in "$cosmount" "$emulator" "$cosbench"; do
+  if [[ ! -x "$bin" ]]; then
+    echo "bench: $bin is missing; run 'cargo build --release --bins --examples'" >&2
+    exit 1
+  fi
+done
+
+bucket="bench-1250000000"
+export COS_BUCKET="$bucket"
+export COS_SECRET_ID="AKIDcosmountBENCH"
+export COS_SECRET_KEY="cosmount-bench-secret-key"
+unset COS_SESSION_TOKEN
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/cosmount-bench.XXXXXX")"
+tmp="$(cd "$tmp" && pwd -P)" # mountinfo shows resolved paths
+mnt="$tmp/mnt"
+mkdir -p "$mnt" "$tmp/cache" "$tmp/data"
+raw="$tmp/raw.tsv" # workload <TAB> metric <TAB> value, one sample a line
+: >"$raw"
+emu_pid=""
+mnt_pid=""
+old_pids=() # mount processes unmounted but maybe still exiting
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+# mountinfo's fifth field is the mountpoint, with spaces written as \040.
+is_mounted() {
+  MNT="${mnt// /\\040}" awk '$5 == ENVIRON["MNT"] { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM HUP
+  set +e
+  if [[ $status != 0 ]]; then
+    log "failed (exit status $status); cleaning up"
+    if [[ -s "$tmp/cosmount.log" ]]; then
+      echo "---- last lines of the cosmount log ----" >&2
+      tail -n 20 "$tmp/cosmount.log" >&2
+    fi
+    if [[ -s "$tmp/emulator.err" ]]; then
+      echo "---- last lines of the emulator log ----" >&2
+      tail -n 20 "$tmp/emulator.err" >&2
+    fi
+  fi
+  if is_mounted; then
+    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null
+  fi
+  local p
+  for p in $mnt_pid "${old_pids[@]}"; do
+    if kill -0 "$p" 2>/dev/null; then
+      kill "$p" 2>/dev/null
+      wait "$p" 2>/dev/null
+    fi
+  done
+  if [[ -n "$emu_pid" ]]; then
+    kill "$emu_pid" 2>/dev/null
+    wait "$emu_pid" 2>/dev/null
+  fi
+  if is_mounted; then
+    # Never rm -rf through a live mount: that would delete the bucket's objects.
+    log "$mnt is still mounted; leaving $tmp in place"
+  else
+    rm -rf "$tmp"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# Keeps one sample; a figure that is not a number (a step whose output could not be parsed)
+# stops the run here, in the main shell.
+record() {
+  [[ "$3" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "no figure for $1 $2 (got '$3')"
+  printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$raw"
+}
+
+# The value of NAME in a line of `name=value` pairs (cosbench's output).
+field() {
+  local name="$1" line="$2" kv
+  for kv in $line; do
+    if [[ "$kv" == "$name="* ]]; then
+      echo "${kv#*=}"
+      return 0
+    fi
+  done
+  die "no $name in: $line"
+}
+
+# Seconds between two $EPOCHREALTIME values; MiB/s of BYTES in SECONDS.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+mib_s() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", n / 1048576 / s }'; }
+
+# Drops the kernel page cache (root only). The benchmark goes on without it: a fresh mount has
+# no cached pages of its own anyway.
+drop_caches() {
+  sync
+  if ! { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+    if [[ -z "${warned_drop:-}" ]]; then
+      log "cannot drop the page cache (needs root); relying on fresh mounts for cold reads"
+      warned_drop=1
+    fi
+  fi
+}
+
+presign() { "$cosbench" presign "$@"; }
+delete_object() { curl -sS -f -o /dev/null -X DELETE "$(presign DELETE "$1")"; }
+
+# ---- the emulator and the mount ----
+
+start_emulator() {
+  "$emulator" --listen 127.0.0.1:0 --data-dir "$tmp/data" \
+    --secret-id "$COS_SECRET_ID" --secret-key "$COS_SECRET_KEY" --bucket "$bucket" \
+    </dev/null >"$tmp/emulator.out" 2>"$tmp/emulator.err" &
+  emu_pid=$!
+  local line="" i
+  for ((i = 0; i < 200; i++)); do
+    if [[ -s "$tmp/emulator.out" ]]; then
+      IFS= read -r line <"$tmp/emulator.out" || true
+      [[ "$line" == "listening on http://"* ]] && break
+    fi
+    kill -0 "$emu_pid" 2>/dev/null || die "the emulator exited before listening"
+    sleep 0.05
+  done
+  [[ "$line" == "listening on http://"* ]] || die "the emulator did not print its address within 10 s"
+  export COS_ENDPOINT="${line#listening on }"
+  log "emulator at $COS_ENDPOINT (pid $emu_pid), data in $tmp/data"
+}
+
+# Mounts the bucket on $mnt with the given extra options, in the foreground, in the background.
+mount_start() {
+  [[ -z "$mnt_pid" ]] || die "internal: a mount is already running"
+  echo "==== cosmount $* ====" >>"$tmp/cosmount.log"
+  "$cosmount" "$bucket" "$mnt" --endpoint "$COS_ENDPOINT" -f \
+    --cache-dir "$tmp/cache" "$@" </dev/null >>"$tmp/cosmount.log" 2>&1 &
+  mnt_pid=$!
+  local i
+  for ((i = 0; i < 600; i++)); do
+    is_mounted && return 0
+    kill -0 "$mnt_pid" 2>/dev/null || {
+      mnt_pid=""
+      die "cosmount exited before mounting"
+    }
+    sleep 0.05
+  done
+  die "the mount did not appear within 30 s"
+}
+
+# Unmounts and waits (up to 20 s) for the process to exit.
+mount_stop() {
+  [[ -n "$mnt_pid" ]] || return 0
+  local i
+  for ((i = 0; i < 100; i++)); do
+    fusermount3 -u "$mnt" 2>/dev/null || true
+    is_mounted || break
+    sleep 0.1
+  done
+  is_mounted && die "cannot unmount $mnt (busy?)"
+  for ((i = 0; i < 400; i++)); do
+    kill -0 "$mnt_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$mnt_pid" 2>/dev/null; then
+    log "cosmount (pid $mnt_pid) still running 20 s after unmount; stopping it"
+    kill "$mnt_pid" 2>/dev/null || true
+    old_pids+=("$mnt_pid")
+  fi
+  wait "$mnt_pid" 2>/dev/null || true
+  mnt_pid=""
+}
+
+# Resets the mount's peak RSS (VmHWM) and reads it, in KiB.
+reset_hwm() { echo 5 >"/proc/$mnt_pid/clear_refs"; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$mnt_pid/status"; }
+
+# ---- shared data ----
+
+big_bytes=$((SIZE_MB * 1048576))
+big_ready=""
+# A local file of random bytes and the object `big` made of it.
+prepare_big() {
+  [[ -n "$big_ready" ]] && return 0
+  log "making a ${SIZE_MB} MiB object"
+  dd if=/dev/urandom of="$tmp/big.src" bs=1M count="$SIZE_MB" status=none
+  "$cosbench" multipart big "$tmp/big.src" "$PART_SIZE" "$CONCURRENCY" >/dev/null
+  big_ready=1
+}
+
+# ---- workloads ----
+
+run_read() {
+  prepare_big
+  drop_caches
+  # The emulator's copy is read once untimed, so both sides read it from its page cache: what
+  # is compared is the client side, not the emulator's disk.
+  curl -sS -f -o /dev/null "$(presign GET big)"
+  local rep out t0 t1 secs
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    out="$(curl -sS -f -o /dev/null -w '%{size_download} %{time_total}' "$(presign GET big)")"
+    [[ "${out% *}" == "$big_bytes" ]] || die "curl read ${out% *} of $big_bytes bytes"
+    record read curl_mib_s "$(mib_s "${out% *}" "${out#* }")"
+
+    mount_start
+    reset_hwm
+    t0=$EPOCHREALTIME
+    dd if="$mnt/big" of=/dev/null bs=1M status=none
+    t1=$EPOCHREALTIME
+    secs="$(elapsed "$t0" "$t1")"
+    record read mount_mib_s "$(mib_s "$big_bytes" "$secs")"
+    record read rss_kib "$(hwm_kib)"
+    mount_stop
+  done
+}
+
+run_write() {
+  prepare_big
+  local rep out t0 t1 key size
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    cat "$tmp/big.src" >/dev/null # the source stays in the page cache for every side
+
+    key="write/curl-$rep"
+    out="$(curl -sS -f -o /dev/null -H 'Expect:' -T "$tmp/big.src" \
+      -w '%{size_upload} %{time_total}' "$(presign PUT "$key")")"
+    [[ "${out% *}" == "$big_bytes" ]] || die "curl sent ${out% *} of $big_bytes bytes"
+    record write curl_mib_s "$(mib_s "${out% *}" "${out#* }")"
+    delete_object "$key"
+
+    key="write/multipart-$rep"
+    out="$("$cosbench" multipart "$key" "$tmp/big.src" "$PART_SIZE" "$CONCURRENCY")"
+    record write multipart_mib_s "$(field mib_per_s "$out")"
+    delete_object "$key"
+
+    mount_start --part-size "$PART_SIZE" --max-concurrency "$CONCURRENCY"
+    mkdir -p "$mnt/write"
+    reset_hwm
+    t0=$EPOCHREALTIME
+    dd if="$tmp/big.src" of="$mnt/write/mount-$rep" bs=1M status=none # close commits
+    t1=$EPOCHREALTIME
+    record write mount_mib_s "$(mib_s "$big_bytes" "$(elapsed "$t0" "$t1")")"
+    record write rss_kib "$(hwm_kib)"
+    size="$(stat -c %s "$mnt/write/mount-$rep")"
+    [[ "$size" == "$big_bytes" ]] || die "the mount stored $size of $big_bytes bytes"
+    rm "$mnt/write/mount-$rep"
+    mount_stop
+  done
+}
+
+run_ttfb() {
+  prepare_big
+  local try out secs
+  for ((try = 1; try <= TTFB_TRIES; try++)); do
+    # A whole-object GET, abandoned after its first byte (curl still reports its timing).
+    out="$({ curl -s -w '%{stderr}ttfb=%{time_starttransfer}\n' "$(presign GET big)" \
+      | head -c 1 >/dev/null; } 2>&1 || true)"
+    record ttfb curl_s "$(field ttfb "$out")"
+
+    # A fresh mount: nothing cached, neither the name nor the data.
+    mount_start
+    reset_hwm
+    secs="$(python3 - "$mnt/big" <<'EOF'
+import os, sys, time
+t = time.perf_counter()
+fd = os.open(sys.argv[1], os.O_RDONLY)
+b = os.read(fd, 1)
+t = time.perf_counter() - t
+os.close(fd)
+assert len(b) == 1
+print(f"{t:.6f}")
+EOF
+)"
+    record ttfb mount_s "$secs"
+    record ttfb rss_kib "$(hwm_kib)"
+    mount_stop
+  done
+}
+
+run_randread() {
+  prepare_big
+  local rep out iops
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    out="$("$cosbench" randread big 4 "$RUNTIME")"
+    record randread direct_iops "$(field iops "$out")"
+
+    # O_DIRECT: each 4 KiB read reaches the mount as one FUSE read, as each baseline read is
+    # one GET; the page cache (and kernel readahead) would otherwise serve part of them.
+    mount_start
+    reset_hwm
+    fio --name=rr --rw=randread --bs=4k --numjobs=4 --direct=1 --invalidate=1 \
+      --norandommap --randrepeat=0 --time_based --runtime="$RUNTIME" \
+      --filename="$mnt/big" --ioengine=psync --group_reporting \
+      --output-format=json --output="$tmp/fio.json" >/dev/null
+    iops="$(python3 -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["jobs"][0]["read"]["iops"], 1))' "$tmp/fio.json")"
+    record randread mount_iops "$iops"
+    record randread rss_kib "$(hwm_kib)"
+    mount_stop
+  done
+}
+
+run_list() {
+  log "putting $OBJECTS small objects under list/"
+  "$cosbench" put-small list/ "$OBJECTS" 64 1K >/dev/null
+  local rep out t0 t1 t2 mode n
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    out="$("$cosbench" list list/)"
+    [[ "$(field objects "$out")" == "$OBJECTS" ]] || die "LIST found $(field objects "$out") objects"
+    record list raw_list_s "$(field seconds "$out")"
+  done
+  for mode in default fast; do
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+      if [[ $mode == fast ]]; then mount_start --fast-listing; else mount_start; fi
+      reset_hwm
+      t0=$EPOCHREALTIME
+      # shellcheck disable=SC2012 # counting ls -l's lines is the point
+      n="$(ls -l "$mnt/list" | wc -l)"
+      t1=$EPOCHREALTIME
+      ls -l "$mnt/list" >/dev/null
+      t2=$EPOCHREALTIME
+      [[ "$n" == $((OBJECTS + 1)) ]] || die "ls -l showed $((n - 1)) of $OBJECTS entries"
+      record list "${mode}_cold_s" "$(elapsed "$t0" "$t1")"
+      record list "${mode}_warm_s" "$(elapsed "$t1" "$t2")"
+      record list "${mode}_rss_kib" "$(hwm_kib)"
+      mount_stop
+    done
+  done
+}
+
+run_create() {
+  local rep out p
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    for p in 1 8; do
+      out="$("$cosbench" put-small "create/direct-$rep-$p/" "$FILES" "$p" 4K)"
+      record create "direct_p${p}_files_s" "$(field files_per_s "$out")"
+    done
+    mount_start
+    mkdir -p "$mnt/create"
+    reset_hwm
+    for p in 1 8; do
+      mkdir "$mnt/create/mount-$rep-$p"
+      out="$("$cosbench" create-files "$mnt/create/mount-$rep-$p" "$FILES" "$p" 4K)"
+      record create "mount_p${p}_files_s" "$(field files_per_s "$out")"
+    done
+    record create rss_kib "$(hwm_kib)"
+    mount_stop
+  done
+}
+
+run_stat() {
+  log "putting $FILES objects under stat/ and the same files in a local directory"
+  "$cosbench" put-small stat/ "$FILES" 32 4K >/dev/null
+  mkdir "$tmp/local-stat"
+  "$cosbench" create-files "$tmp/local-stat" "$FILES" 8 4K >/dev/null
+  local rep out
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    out="$("$cosbench" stat-files "$tmp/local-stat")"
+    record stat local_us "$(field us_per_stat "$out")"
+
+    mount_start
+    reset_hwm
+    out="$("$cosbench" stat-files "$mnt/stat")"
+    [[ "$(field files "$out")" == "$FILES" ]] || die "the mount listed $(field files "$out") of $FILES files"
+    record stat mount_us "$(field us_per_stat "$out")"
+    record stat rss_kib "$(hwm_kib)"
+    mount_stop
+  done
+}
+
+# ---- run ----
+
+start_emulator
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain -- src 2>/dev/null)" ]]; then
+  revision+="+uncommitted-src-changes"
+fi
+started=$EPOCHREALTIME
+for w in "${selected[@]}"; do
+  log "== $w"
+  w_start=$EPOCHREALTIME
+  "run_$w"
+  record "$w" wall_s "$(elapsed "$w_start" "$EPOCHREALTIME")"
+done
+total_s="$(elapsed "$started" "$EPOCHREALTIME")"
+
+# ---- report ----
+status=0
+python3 - "$raw" "$root/bench-results.json" "$total_s" "$(nproc)" "$(uname -r)" \
+  "$SIZE_MB" "$OBJECTS" "$FILES" "$RUNTIME" "$REPEAT" "$TTFB_TRIES" "$PART_SIZE" "$CONCURRENCY" \
+  "${BENCH_STRICT:-0}" "$load_start" "$revision" <<'EOF' || status=$?
+import datetime, json, statistics, sys
+
+(raw_path, out_path, total_s, nproc, kernel, size_mb, objects, files, runtime, repeat,
+ ttfb_tries, part_size, concurrency, strict, load_start, revision) = sys.argv[1:]
+load_end = " ".join(open("/proc/loadavg").read().split()[:3])
+raw = {}
+for line in open(raw_path):
+    w, metric, value = line.rstrip("\n").split("\t")
+    raw.setdefault(w, {}).setdefault(metric, []).append(float(value))
+
+def med(w, m):
+    return statistics.median(raw[w][m])
+
+def peak_mib(w, m="rss_kib"):
+    return max(raw[w][m]) / 1024
+
+rows = []
+
+def row(workload, mount, mount_txt, base, base_txt, ratio_kind, target, rss, note=""):
+    """ratio_kind: 'higher' (mount/base >= target), 'lower' (mount/base <= target),
+    'abs_lower' (mount <= target, no baseline), None (reported only)."""
+    ratio = mount / base if base else None
+    if ratio_kind == "higher":
+        met, target_txt = ratio >= target, f">= {target:g}x"
+    elif ratio_kind == "lower":
+        met, target_txt = ratio <= target, f"<= {target:g}x"
+    elif ratio_kind == "abs_lower":
+        met, target_txt = mount <= target, f"<= {target:g} s"
+    else:
+        met, target_txt = None, "-"
+    rows.append({
+        "workload": workload, "mount": mount, "mount_text": mount_txt, "baseline": base,
+        "baseline_text": base_txt, "ratio": ratio, "target": target_txt, "met": met,
+        "peak_rss_mib": round(rss, 1), "note": note,
+    })
+    return rows[-1]
+
+if "read" in raw:
+    m, b = med("read", "mount_mib_s"), med("read", "curl_mib_s")
+    row("read (seq, cold)", m, f"{m:.0f} MiB/s", b, f"curl {b:.0f} MiB/s", "higher", 0.90,
+        peak_mib("read"))
+if "write" in raw:
+    m = med("write", "mount_mib_s")
+    c, mp = med("write", "curl_mib_s"), med("write", "multipart_mib_s")
+    b = max(c, mp)
+    rss = peak_mib("write")
+    r = row("write (seq, incl. close)", m, f"{m:.0f} MiB/s", b,
+            f"curl -T {c:.0f} / multipart {mp:.0f} MiB/s", "higher", 0.80, rss)
+    r["met"] = r["met"] and rss <= 256
+    r["target"] += ", RSS <= 256 MiB"
+if "ttfb" in raw:
+    m, b = med("ttfb", "mount_s"), med("ttfb", "curl_s")
+    row("ttfb (fresh mount)", m, f"{m * 1000:.2f} ms", b, f"curl {b * 1000:.2f} ms", "lower", 1.5,
+        peak_mib("ttfb"))
+if "randread" in raw:
+    m, b = med("randread", "mount_iops"), med("randread", "direct_iops")
+    row("randread 4k x4", m, f"{m:.0f} IOPS", b, f"GETs {b:.0f} IOPS", "higher", 0.80,
+        peak_mib("randread"))
+if "list" in raw:
+    b = med("list", "raw_list_s")
+    for mode, label in (("default", "default"), ("fast", "--fast-listing")):
+        if f"{mode}_cold_s" not in raw["list"]:
+            continue
+        rss = peak_mib("list", f"{mode}_rss_kib")
+        c, w = med("list", f"{mode}_cold_s"), med("list", f"{mode}_warm_s")
+        row(f"ls -l cold ({label})", c, f"{c:.3f} s", b, f"LIST {b:.3f} s", "lower", 1.5, rss)
+        row(f"ls -l warm ({label})", w, f"{w:.3f} s", None, "-", "abs_lower", 0.2, rss)
+if "create" in raw:
+    rss = peak_mib("create")
+    m, b = med("create", "mount_p1_files_s"), med("create", "direct_p1_files_s")
+    row("create 4k serial", m, f"{m:.0f} files/s", b, f"PUT {b:.0f} files/s", None, None, rss,
+        "reported, no target")
+    m, b = med("create", "mount_p8_files_s"), med("create", "direct_p8_files_s")
+    row("create 4k x8", m, f"{m:.0f} files/s", b, f"PUT {b:.0f} files/s", "higher", 0.70, rss)
+if "stat" in raw:
+    m, b = med("stat", "mount_us"), med("stat", "local_us")
+    row("stat warm", m, f"{m:.2f} us", b, f"local {b:.2f} us", "lower", 3, peak_mib("stat"))
+
+headers = ["workload", "mount", "baseline", "ratio", "target", "met?", "peak RSS"]
+table = [[r["workload"], r["mount_text"], r["baseline_text"],
+          "-" if r["ratio"] is None else f"{r['ratio']:.2f}", r["target"],
+          "-" if r["met"] is None else ("yes" if r["met"] else "NO"),
+          f"{r['peak_rss_mib']:.0f} MiB"] for r in rows]
+widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
+def line(cells):
+    return "| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cells)) + " |"
+print()
+print(line(headers))
+print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+for t in table:
+    print(line(t))
+judged = [r for r in rows if r["met"] is not None]
+met = sum(1 for r in judged if r["met"])
+print(f"\n{met} of {len(judged)} targets met; ratios are mount / baseline, medians of "
+      f"{repeat} runs ({ttfb_tries} for ttfb); {nproc} CPUs, kernel {kernel}; "
+      f"load {load_start} -> {load_end}; took {float(total_s):.0f} s")
+
+result = {
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "nproc": int(nproc),
+    "kernel": kernel,
+    "revision": revision,
+    "loadavg_start": load_start,
+    "loadavg_end": load_end,
+    "settings": {
+        "size_mb": int(size_mb), "objects": int(objects), "files": int(files),
+        "randread_runtime_s": int(runtime), "repeat": int(repeat),
+        "ttfb_tries": int(ttfb_tries), "part_size": part_size,
+        "max_concurrency": int(concurrency),
+    },
+    "results": rows,
+    "targets_met": met,
+    "targets_judged": len(judged),
+    "raw": raw,
+    "total_seconds": float(total_s),
+}
+with open(out_path, "w") as f:
+    json.dump(result, f, indent=2)
+    f.write("\n")
+print(f"wrote {out_path}")
+if strict == "1" and met < len(judged):
+    sys.exit(3)
+EOF
+exit "$status"
