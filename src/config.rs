@@ -153,6 +153,9 @@ pub struct MountArgs {
     /// Prefetch memory for the whole mount, e.g. 512M (default).
     #[arg(long)]
     pub prefetch_memory: Option<String>,
+    /// Kernel read-ahead for this mount, e.g. 1M (default; 0 keeps the kernel's 128K).
+    #[arg(long)]
+    pub read_ahead: Option<String>,
     /// Trust listings alone (no HEAD per listed entry): faster `ls -l` of big cold
     /// directories, but modes, owners and symlinks of entries not yet looked up show defaults.
     #[arg(long)]
@@ -173,6 +176,8 @@ pub struct MountConfig {
     pub nonempty: bool,
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
+    /// Kernel read-ahead for the mount in KiB (0: the kernel's default).
+    pub read_ahead_kib: u32,
 }
 
 /// The YAML config file (seed keys plus endpoint and SSE).
@@ -488,6 +493,7 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
             ),
             "prefetch_window" => set(&mut args.prefetch_window, need(value)?),
             "prefetch_memory" => set(&mut args.prefetch_memory, need(value)?),
+            "read_ahead" => set(&mut args.read_ahead, need(value)?),
             other => return cerr(format!("unknown mount option {other:?}")),
         }
     }
@@ -749,6 +755,16 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     fs.cache_dir = absolute(&fs.cache_dir);
     let mountpoint = absolute(&a.mountpoint);
     let log_file = a.log_file.as_deref().map(absolute);
+    let read_ahead_kib = match &a.read_ahead {
+        Some(r) => {
+            let bytes = parse_size(r)?;
+            if bytes > 64 << 20 {
+                return cerr("--read-ahead must be at most 64M");
+            }
+            (bytes / 1024) as u32
+        }
+        None => 1024,
+    };
     if let Some(level) = &a.log_level
         && !matches!(
             level.as_str(),
@@ -771,6 +787,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
         nonempty: a.nonempty,
         log_level: a.log_level,
         log_file,
+        read_ahead_kib,
     })
 }
 

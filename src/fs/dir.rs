@@ -60,6 +60,7 @@ impl DirEntry {
 }
 
 /// An open directory: the entries seen so far and where the listing goes on.
+#[derive(Clone)]
 pub struct DirHandle {
     pub ino: Ino,
     /// The key prefix listed (`"a/b/"`, or the mount prefix for the root).
@@ -71,6 +72,8 @@ pub struct DirHandle {
     pub done: bool,
     /// Names added locally (files being written, not stored yet), appended at the end.
     pub local_added: bool,
+    /// When the first page was asked for (a complete listing is as old as that).
+    pub started: Option<std::time::Instant>,
 }
 
 /// Offsets: 1 is `.`, 2 is `..`, entry `i` is `i + 3`.
@@ -86,6 +89,7 @@ impl DirHandle {
             marker: None,
             done: false,
             local_added: false,
+            started: None,
         }
     }
 
@@ -106,6 +110,30 @@ impl DirHandle {
 
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&DirEntry> {
+        self.index.get(name).map(|&i| &self.entries[i])
+    }
+
+    /// Adds or replaces an entry (an own change to the directory).
+    pub fn upsert(&mut self, name: String, stat: Stat) {
+        match self.index.get(&name) {
+            Some(&i) => self.entries[i].stat = stat,
+            None => self.add(name, stat),
+        }
+    }
+
+    /// Removes an entry (an own change to the directory).
+    pub fn remove(&mut self, name: &str) {
+        if let Some(i) = self.index.remove(name) {
+            self.entries.remove(i);
+            for v in self.index.values_mut() {
+                if *v > i {
+                    *v -= 1;
+                }
+            }
+        }
     }
 
     /// Adds a locally created entry unless the listing already has it.
@@ -167,6 +195,88 @@ impl DirHandle {
             self.done = true;
         }
         learnt
+    }
+}
+
+/// Complete listings of recently listed directories, so that a repeated `ls` and lookups of
+/// names a directory does not have need no request while the listing is fresh (the metadata
+/// TTL for listings, the negative TTL for absent names). The mount's own changes update them.
+/// Bounded in total entries; least recently used directories go first.
+pub struct ListingCache {
+    lru: lru::LruCache<String, (DirHandle, std::time::Instant)>,
+    entries: usize,
+}
+
+/// Entries kept in all cached listings together (a few hundred bytes each).
+pub const LISTING_CACHE_ENTRIES: usize = 200_000;
+
+impl Default for ListingCache {
+    fn default() -> Self {
+        ListingCache {
+            lru: lru::LruCache::unbounded(),
+            entries: 0,
+        }
+    }
+}
+
+impl ListingCache {
+    /// Stores a complete listing of `prefix` made by a request started at `asked`.
+    pub fn store(&mut self, prefix: &str, listing: &DirHandle, asked: std::time::Instant) {
+        if listing.entries.len() > LISTING_CACHE_ENTRIES / 4 {
+            return;
+        }
+        if let Some((old, _)) = self.lru.pop(prefix) {
+            self.entries -= old.entries.len();
+        }
+        self.entries += listing.entries.len();
+        self.lru.put(prefix.to_string(), (listing.clone(), asked));
+        while self.entries > LISTING_CACHE_ENTRIES {
+            match self.lru.pop_lru() {
+                Some((_, (old, _))) => self.entries -= old.entries.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The listing of `prefix` if it is younger than `max_age` (`None`: no limit).
+    pub fn fresh(
+        &mut self,
+        prefix: &str,
+        max_age: Option<std::time::Duration>,
+    ) -> Option<&DirHandle> {
+        let (d, at) = self.lru.get(prefix)?;
+        if max_age.is_some_and(|m| at.elapsed() >= m) {
+            return None;
+        }
+        Some(d)
+    }
+
+    /// Applies an own change to a cached listing.
+    pub fn update(&mut self, prefix: &str, name: &str, stat: Option<Stat>) {
+        if let Some((d, _)) = self.lru.peek_mut(prefix) {
+            let before = d.entries.len();
+            match stat {
+                Some(s) => d.upsert(name.to_string(), s),
+                None => d.remove(name),
+            }
+            self.entries = self.entries + d.entries.len() - before;
+        }
+    }
+
+    /// Forgets a listing (and, with `tree`, every listing under it).
+    pub fn forget(&mut self, prefix: &str, tree: bool) {
+        let doomed: Vec<String> = self
+            .lru
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| *k == prefix || (tree && k.starts_with(prefix)))
+            .cloned()
+            .collect();
+        for k in doomed {
+            if let Some((old, _)) = self.lru.pop(&k) {
+                self.entries -= old.entries.len();
+            }
+        }
     }
 }
 

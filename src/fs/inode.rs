@@ -21,8 +21,9 @@ pub struct Inode {
     /// Open write handles; `writer_size` is dropped when the last one is released (a late
     /// release of an older handle must not hide the size a newer one is writing).
     pub writers: u32,
-    /// Mode set while local (before the first commit), for `stat`.
-    pub local_perm: Option<u16>,
+    /// Attributes set through open write handles and not committed yet (for a new file,
+    /// those it was created with): shown by `stat` until the commit stores them.
+    pub pending: super::attrs::MetaAttrs,
     /// Removed from the namespace while still referenced.
     pub unlinked: bool,
     /// A symlink's target once read.
@@ -43,7 +44,7 @@ impl Inode {
             local: false,
             writer_size: None,
             writers: 0,
-            local_perm: None,
+            pending: Default::default(),
             unlinked: false,
             symlink_target: None,
             cached_etag: None,

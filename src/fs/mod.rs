@@ -28,7 +28,9 @@ use crate::cos::{
     Body, CopyObject, GetObject, ListObjects, ObjectClient, ObjectMetadata, PutObject,
 };
 use attrs::{Attr, Defaults, Ino, Kind, MetaAttrs, ROOT_INO, attr_from, mode_bits};
-use dir::{DirEntry, DirHandle, FIRST_ENTRY_OFFSET, SkipLog, implicit_dir_time, valid_name};
+use dir::{
+    DirEntry, DirHandle, FIRST_ENTRY_OFFSET, ListingCache, SkipLog, implicit_dir_time, valid_name,
+};
 use error::{FsError, FsResult};
 use inode::InodeTable;
 use meta_cache::{Cached, DirStat, FileStat, MetaCache, Stat};
@@ -176,6 +178,7 @@ pub struct Filesystem {
     /// Attributes set on the mount root: COS has no object for the root of a bucket, so they
     /// live in memory for the life of the mount.
     root_attrs: Mutex<MetaAttrs>,
+    listings: Mutex<ListingCache>,
 }
 
 fn join_key(dir: &str, name: &str) -> String {
@@ -201,6 +204,7 @@ impl Filesystem {
             next_fh: AtomicU64::new(1),
             skips: SkipLog::default(),
             root_attrs: Mutex::new(MetaAttrs::default()),
+            listings: Mutex::new(ListingCache::default()),
         }
     }
 
@@ -258,6 +262,52 @@ impl Filesystem {
         }
     }
 
+    /// `a/b/c` → (`a/b/`, `c`): the listing prefix of the parent and the name.
+    fn split_key(key: &str) -> (String, String) {
+        match key.rfind('/') {
+            Some(i) => (key[..=i].to_string(), key[i + 1..].to_string()),
+            None => (String::new(), key.to_string()),
+        }
+    }
+
+    /// Records an own, completed change of `key`: the metadata cache and the parent's cached
+    /// listing learn it at once.
+    fn learn(&self, key: &str, stat: Option<Stat>) {
+        match &stat {
+            Some(s) => self.cache.insert(key, s.clone()),
+            None => self.cache.insert_missing(key),
+        }
+        let (parent, name) = Self::split_key(key);
+        self.listings.lock().update(&parent, &name, stat);
+    }
+
+    /// Forgets what is known of `key` and, for a directory, everything under it, including
+    /// cached listings (a change whose outcome this mount does not know entry by entry).
+    fn unlearn_tree(&self, key: &str) {
+        self.cache.remove_tree(key);
+        let (parent, _) = Self::split_key(key);
+        let mut listings = self.listings.lock();
+        listings.forget(&parent, false);
+        listings.forget(&self.dir_prefix(key), true);
+    }
+
+    /// What the parent's cached listing says of `key`: `Some(None)` when a fresh listing
+    /// does not have it, `Some(Some(stat))` when it has a complete entry, `None` when it
+    /// cannot tell.
+    fn listed(&self, key: &str) -> Option<Option<Stat>> {
+        let (parent, name) = Self::split_key(key);
+        let mut listings = self.listings.lock();
+        let d = listings.fresh(&parent, Some(self.cfg.negative_ttl))?;
+        match d.get(&name) {
+            None => Some(None),
+            Some(e) => match &e.stat {
+                Stat::File(f) if f.meta.is_some() => Some(Some(e.stat.clone())),
+                Stat::Dir(dir) if dir.probed => Some(Some(e.stat.clone())),
+                _ => None,
+            },
+        }
+    }
+
     // ---- resolving paths ----
 
     /// What `key` is: a file, a directory, or nothing. HEAD `key` and LIST `key/` run in
@@ -267,6 +317,9 @@ impl Filesystem {
             Cached::Found(s) => return Ok(Some(s)),
             Cached::Missing => return Ok(None),
             Cached::Miss => {}
+        }
+        if let Some(known) = self.listed(key) {
+            return Ok(known);
         }
         let asked = Instant::now();
         let stat = self.resolve_uncached(key).await?;
@@ -373,19 +426,22 @@ impl Filesystem {
         if let Some(size) = writer_size {
             a.size = size;
         }
+        if let Some(node) = self.inodes.lock().get(ino) {
+            let p = &node.pending;
+            if let Some(m) = p.mode {
+                a.perm = (m & 0o7777) as u16;
+            }
+            a.uid = p.uid.unwrap_or(a.uid);
+            a.gid = p.gid.unwrap_or(a.gid);
+            a.mtime = p.mtime.unwrap_or(a.mtime);
+        }
         a
     }
 
     /// Attributes of an inode removed from the namespace but still open.
     fn detached_attr(&self, ino: Ino, kind: Kind) -> Attr {
         let node = self.inodes.lock().get(ino).cloned();
-        let meta = MetaAttrs {
-            mode: node
-                .as_ref()
-                .and_then(|n| n.local_perm)
-                .map(|p| mode_bits(kind, p)),
-            ..Default::default()
-        };
+        let meta = node.as_ref().map(|n| n.pending.clone()).unwrap_or_default();
         let size = node.and_then(|n| n.writer_size).unwrap_or(0);
         attr_from(
             ino,
@@ -404,15 +460,11 @@ impl Filesystem {
         if !node.local {
             return None;
         }
-        let perm = node.local_perm.unwrap_or(self.cfg.defaults.file_mode);
         Some(Stat::File(FileStat {
             size: node.writer_size.unwrap_or(0),
             etag: String::new(),
             last_modified: SystemTime::now(),
-            meta: Some(MetaAttrs {
-                mode: Some(mode_bits(Kind::File, perm)),
-                ..Default::default()
-            }),
+            meta: Some(node.pending.clone()),
         }))
     }
 
@@ -556,10 +608,8 @@ impl Filesystem {
                 let mut g = t.lock().await;
                 if let Some(w) = g.writer.as_mut() {
                     w.set_attrs(&attrs);
-                    if let Some(perm) = attrs.mode {
-                        if let Some(node) = self.inodes.lock().get_mut(ino) {
-                            node.local_perm = Some((perm & 0o7777) as u16);
-                        }
+                    if let Some(node) = self.inodes.lock().get_mut(ino) {
+                        node.pending.merge(&attrs);
                     }
                     drop(g);
                     self.update_cached_meta(&key, &attrs);
@@ -713,19 +763,20 @@ impl Filesystem {
 
     fn after_commit(&self, ino: Ino, key: &str, c: &write::Committed) {
         let meta = MetaAttrs::parse(&c.metadata.user);
-        self.cache.insert(
+        self.learn(
             key,
-            Stat::File(FileStat {
+            Some(Stat::File(FileStat {
                 size: c.size,
                 etag: c.etag.clone(),
                 last_modified: c.last_modified,
                 meta: Some(meta),
-            }),
+            })),
         );
         if let Some(node) = self.inodes.lock().get_mut(ino) {
             node.local = false;
             node.writer_size = None;
             node.cached_etag = None;
+            node.pending = MetaAttrs::default();
         }
     }
 
@@ -806,7 +857,12 @@ impl Filesystem {
             .await
             .map_err(FsError::Cos)?;
         let stat = Stat::Dir(DirStat::probed(Some((attrs, SystemTime::now()))));
-        self.cache.insert(&key, stat.clone());
+        self.learn(&key, Some(stat.clone()));
+        // A directory made here is empty: its listing is known without asking.
+        let prefix = self.dir_prefix(&key);
+        let mut empty = DirHandle::new(0, prefix.clone());
+        empty.done = true;
+        self.listings.lock().store(&prefix, &empty, Instant::now());
         let ino = self.inodes.lock().lookup(parent, name, Kind::Dir);
         Ok(self.attr_of(ino, &stat))
     }
@@ -839,7 +895,7 @@ impl Filesystem {
             last_modified: SystemTime::now(),
             meta: Some(attrs),
         });
-        self.cache.insert(&key, stat.clone());
+        self.learn(&key, Some(stat.clone()));
         let ino = self.inodes.lock().lookup(parent, name, Kind::Symlink);
         if let Some(node) = self.inodes.lock().get_mut(ino) {
             node.symlink_target = Some(target.to_string());
@@ -867,7 +923,7 @@ impl Filesystem {
             .delete_object(&key)
             .await
             .map_err(FsError::Cos)?;
-        self.cache.insert_missing(&key);
+        self.learn(&key, None);
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -905,8 +961,8 @@ impl Filesystem {
             .delete_object(&self.dir_prefix(&key))
             .await
             .map_err(FsError::Cos)?;
-        self.cache.remove_tree(&key);
-        self.cache.insert_missing(&key);
+        self.unlearn_tree(&key);
+        self.learn(&key, None);
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -995,7 +1051,7 @@ impl Filesystem {
             // Not stored yet: only the name changes; the first commit uses the new one.
             let ino = src_ino.expect("local implies an inode");
             self.inodes.lock().rename(ino, new_parent, new_name);
-            self.cache.remove(&dst);
+            self.unlearn_tree(&dst);
             return Ok(());
         }
         if let Some(ino) = src_ino {
@@ -1009,8 +1065,8 @@ impl Filesystem {
                     .delete_object(&src)
                     .await
                     .map_err(FsError::Cos)?;
-                self.cache.insert_missing(&src);
-                self.cache.remove(&dst);
+                self.learn(&src, None);
+                self.unlearn_tree(&dst);
             }
             Stat::Dir(_) => {
                 if dst_stat.is_some() {
@@ -1020,9 +1076,9 @@ impl Filesystem {
                         .map_err(FsError::Cos)?;
                 }
                 self.rename_tree(&src, &dst).await?;
-                self.cache.remove_tree(&src);
-                self.cache.remove_tree(&dst);
-                self.cache.insert_missing(&src);
+                self.unlearn_tree(&src);
+                self.unlearn_tree(&dst);
+                self.learn(&src, None);
             }
         }
         let moved = self.inodes.lock().child(parent, name);
@@ -1263,7 +1319,7 @@ impl Filesystem {
             let node = inodes.get_mut(ino).expect("just created");
             node.local = true;
             node.unlinked = false;
-            node.local_perm = Some((mode & 0o7777) as u16);
+            node.pending = attrs.clone();
             node.writer_size = Some(0);
             node.writers += 1;
             inodes.open_handle(ino);
@@ -1426,6 +1482,7 @@ impl Filesystem {
                 node.writers = node.writers.saturating_sub(1);
                 if node.writers == 0 {
                     node.writer_size = None;
+                    node.pending = MetaAttrs::default();
                 }
                 if node.local && node.writers == 0 {
                     // A failed first commit: the file never existed in COS.
@@ -1501,8 +1558,22 @@ impl Filesystem {
             });
         }
         let start = offset.saturating_sub(FIRST_ENTRY_OFFSET - 1) as usize;
+        if d.marker.is_none() && d.entries.is_empty() && !d.done {
+            let cached = self
+                .listings
+                .lock()
+                .fresh(&d.prefix, self.cfg.metadata_ttl)
+                .cloned();
+            if let Some(mut listing) = cached {
+                listing.ino = ino;
+                listing.local_added = false;
+                *d = listing;
+                self.complete_entries(&mut d, 0).await;
+            }
+        }
         while !d.done && d.entries.len() < start + max {
             let asked = Instant::now();
+            d.started.get_or_insert(asked);
             let page = self
                 .client
                 .list_objects(
@@ -1517,6 +1588,11 @@ impl Filesystem {
                 self.cache.insert_observed(&key, stat, asked);
             }
             self.complete_entries(&mut d, first_new).await;
+            if d.done
+                && let Some(asked) = d.started
+            {
+                self.listings.lock().store(&d.prefix, &d, asked);
+            }
         }
         if d.done && !d.local_added {
             d.local_added = true;
@@ -1599,11 +1675,12 @@ impl Filesystem {
             .collect()
             .await;
         for (i, key, stat) in found {
-            self.cache.insert_observed(&key, stat, asked);
-            // What the cache holds now is the freshest view (maybe an own write meanwhile).
-            if let Cached::Found(s) = self.cache.get(&key) {
-                d.entries[i].stat = s;
-            }
+            self.cache.insert_observed(&key, stat.clone(), asked);
+            // A newer view in the cache (an own write meanwhile) wins over this answer.
+            d.entries[i].stat = match self.cache.get(&key) {
+                Cached::Found(s) => s,
+                _ => stat,
+            };
         }
     }
 

@@ -81,6 +81,9 @@ pub struct Prefetcher {
     last_end: u64,
 }
 
+/// The smallest first GET of a queue: the kernel's usual read size, 128 KiB.
+const FIRST_CHUNK: u64 = 128 << 10;
+
 fn kib(n: u64) -> u32 {
     n.div_ceil(1024).min(u32::MAX as u64) as u32
 }
@@ -171,7 +174,15 @@ impl Prefetcher {
         let size = self.version.size;
         while self.next_fetch < need_end {
             let start = self.next_fetch;
-            let end = (start + self.chunk_len()).min(size);
+            // The first GET of a queue asks only for what the read needs (at least
+            // `FIRST_CHUNK`), so the first byte arrives without waiting for a whole chunk;
+            // bigger chunks follow it in parallel.
+            let len = if self.chunks.is_empty() {
+                (need_end - start).max(FIRST_CHUNK)
+            } else {
+                self.chunk_len()
+            };
+            let end = (start + len).min(size);
             let permit = self
                 .memory
                 .clone()
@@ -212,7 +223,10 @@ impl Prefetcher {
             self.window = (self.window * 2).min(self.cfg.max_window);
         }
         if !self.covered(offset) {
-            self.reset(offset);
+            // Sequential, but past everything queued: start a new queue there, keeping the
+            // window this reader has earned.
+            self.chunks.clear();
+            self.next_fetch = offset;
         }
         self.fill(offset, end).await?;
         // Chunks wholly before this read are consumed (kernel readahead can reorder reads

@@ -365,7 +365,11 @@ impl WriteHandle {
     fn file(&mut self) -> FsResult<Arc<std::fs::File>> {
         if self.file.is_none() {
             let f = create_staging_file(&self.cfg.cache_dir)?;
-            f.set_len(self.size)?;
+            // Only when there is something to extend: ext4 flushes a truncated file's data
+            // on close (its replace-by-truncate heuristic), which costs every small file.
+            if self.size > 0 {
+                f.set_len(self.size)?;
+            }
             self.file = Some(Arc::new(f));
         }
         Ok(self.file.clone().expect("set above"))
