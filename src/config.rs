@@ -330,25 +330,17 @@ fn resolve_credentials(
     if let Some(c) = explicit {
         return parse_credential(c);
     }
-    if let (Some(id), Some(key)) = (
-        env_nonempty("COS_SECRET_ID"),
-        env_nonempty("COS_SECRET_KEY"),
-    ) {
-        let c = Credentials::new(id, key);
-        return Ok(match env_nonempty("COS_SESSION_TOKEN") {
-            Some(t) => c.with_session_token(t),
-            None => c,
-        });
-    }
-    if let (Some(id), Some(key)) = (
-        env_nonempty("TENCENTCLOUD_SECRET_ID"),
-        env_nonempty("TENCENTCLOUD_SECRET_KEY"),
-    ) {
-        let c = Credentials::new(id, key);
-        return Ok(match env_nonempty("TENCENTCLOUD_SESSION_TOKEN") {
-            Some(t) => c.with_session_token(t),
-            None => c,
-        });
+    for prefix in ["COS", "TENCENTCLOUD"] {
+        if let (Some(id), Some(key)) = (
+            env_nonempty(&format!("{prefix}_SECRET_ID")),
+            env_nonempty(&format!("{prefix}_SECRET_KEY")),
+        ) {
+            let c = Credentials::new(id, key);
+            return Ok(match env_nonempty(&format!("{prefix}_SESSION_TOKEN")) {
+                Some(t) => c.with_session_token(t),
+                None => c,
+            });
+        }
     }
     let mut candidates: Vec<PathBuf> = passwd_file.map(Path::to_path_buf).into_iter().collect();
     if passwd_file.is_none() {

@@ -525,15 +525,24 @@ impl Filesystem {
         }
     }
 
-    /// The open handles of one file (writers or not; lock them to look).
-    fn handles_of(&self, ino: Ino) -> Vec<SharedFile> {
+    /// Every open file handle with its inode.
+    fn file_handles(&self) -> Vec<(Ino, SharedFile)> {
         self.handles
             .lock()
             .values()
             .filter_map(|h| match h {
-                Handle::File(i, f) if *i == ino => Some(f.clone()),
-                _ => None,
+                Handle::File(i, f) => Some((*i, f.clone())),
+                Handle::Dir(_) => None,
             })
+            .collect()
+    }
+
+    /// The open handles of one file (writers or not; lock them to look).
+    fn handles_of(&self, ino: Ino) -> Vec<SharedFile> {
+        self.file_handles()
+            .into_iter()
+            .filter(|(i, _)| *i == ino)
+            .map(|(_, f)| f)
             .collect()
     }
 
@@ -969,15 +978,7 @@ impl Filesystem {
 
     /// Commits every dirty write handle whose file is `ino` or lies under it.
     async fn commit_writers_under(&self, ino: Ino) -> FsResult<()> {
-        let handles: Vec<(Ino, SharedFile)> = self
-            .handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::File(i, f) => Some((*i, f.clone())),
-                Handle::Dir(_) => None,
-            })
-            .collect();
+        let handles = self.file_handles();
         for (target, h) in handles {
             if self.is_under(target, ino) {
                 // Locking the handle waits for a release committing it right now.
@@ -1095,15 +1096,7 @@ impl Filesystem {
     /// directory) at their new keys: readers read, and writers commit and fetch, there. The
     /// copy's ETag may differ from the original's (multipart copies), so it is asked for.
     async fn follow_rename(&self, moved: Ino) {
-        let handles: Vec<(Ino, SharedFile)> = self
-            .handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::File(i, f) => Some((*i, f.clone())),
-                Handle::Dir(_) => None,
-            })
-            .collect();
+        let handles = self.file_handles();
         for (hino, h) in handles {
             if !self.is_under(hino, moved) {
                 continue;
