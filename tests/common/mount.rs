@@ -32,15 +32,21 @@ pub fn cosmount_bin() -> &'static str {
 impl Mount {
     /// Mounts the emulator's default bucket with `extra` options added to the command line.
     pub fn start(emu: &TestEmulator, extra: &[&str]) -> Mount {
+        Self::start_with_env(emu, extra, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the mount process.
+    pub fn start_with_env(emu: &TestEmulator, extra: &[&str], env: &[(&str, &str)]) -> Mount {
         let dir = tempfile::tempdir().unwrap();
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).unwrap();
-        Self::start_at(emu, extra, dir, mountpoint)
+        Self::start_at(emu, extra, env, dir, mountpoint)
     }
 
     pub fn start_at(
         emu: &TestEmulator,
         extra: &[&str],
+        env: &[(&str, &str)],
         dir: tempfile::TempDir,
         mountpoint: PathBuf,
     ) -> Mount {
@@ -67,6 +73,7 @@ impl Mount {
         if let Some(t) = &emu.config.session_token {
             cmd.env("COS_SESSION_TOKEN", t.expose());
         }
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().expect("spawn cosmount");
         let mut m = Mount {
             mountpoint,
