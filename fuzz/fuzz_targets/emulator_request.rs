@@ -268,7 +268,7 @@ fn check_answer(request: &[u8], answer: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let h = harness();
     let n = h.inputs.fetch_add(1, Ordering::Relaxed);
-    if n % CHECK_EVERY == 0 {
+    if n.is_multiple_of(CHECK_EVERY) {
         health_check(h);
     }
     let Some((&mode, rest)) = data.split_first() else {

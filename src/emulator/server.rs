@@ -1980,8 +1980,9 @@ mod tests {
 
     #[test]
     fn list_parts_after_the_last_part_number() {
-        // Found with fuzz/fuzz_targets/emulator_request.rs (`part-number-marker=4294967295`):
-        // `marker + 1` overflowed, a panic in debug builds and in release a wrap to 0 that
+        // Found while writing fuzz/fuzz_targets/emulator_request.rs, which crashes on it
+        // (seed regress-list-parts-max-marker): `part-number-marker=4294967295` made
+        // `marker + 1` overflow, a panic in debug builds and in release a wrap to 0 that
         // listed every part again.
         use crate::cos::{Body, ObjectClient, ObjectMetadata};
         let (_dir, _emu, client) = emulator_and_client();
