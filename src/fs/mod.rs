@@ -141,7 +141,7 @@ pub struct StatFs {
 
 struct FileHandle {
     ino: Ino,
-    /// The process that opened the handle, when known.
+    /// The thread that opened the handle, when known.
     opener: Option<u32>,
     version: Option<Version>,
     reader: Option<Prefetcher>,
@@ -158,6 +158,23 @@ enum Handle {
     Dir(Arc<tokio::sync::Mutex<DirHandle>>),
 }
 
+/// What a cached listing says of a name.
+#[derive(Debug, PartialEq, Eq)]
+enum InListing {
+    /// No fresh listing of the parent.
+    Unknown,
+    /// A fresh listing does not have it.
+    Absent,
+    Known(Stat),
+    /// A file whose metadata the listing does not carry.
+    File,
+    /// A directory whose marker was not looked at.
+    Dir,
+}
+
+/// Directories of fewer entries are listed again rather than asked about name by name (at
+/// most this many / 1000 pages per refresh).
+const SMALL_LISTING: usize = 10_000;
 /// HEADs in flight while a listing page is completed with each entry's metadata.
 const LISTING_HEAD_CONCURRENCY: usize = 64;
 /// Keys renamed in parallel when a directory moves.
@@ -179,6 +196,8 @@ pub struct Filesystem {
     /// live in memory for the life of the mount.
     root_attrs: Mutex<MetaAttrs>,
     listings: Mutex<ListingCache>,
+    /// Directories whose listing is being refreshed (see `refresh_small_listing`).
+    refreshing: Mutex<std::collections::HashSet<String>>,
 }
 
 fn join_key(dir: &str, name: &str) -> String {
@@ -205,6 +224,7 @@ impl Filesystem {
             skips: SkipLog::default(),
             root_attrs: Mutex::new(MetaAttrs::default()),
             listings: Mutex::new(ListingCache::default()),
+            refreshing: Mutex::new(Default::default()),
         }
     }
 
@@ -291,21 +311,76 @@ impl Filesystem {
         listings.forget(&self.dir_prefix(key), true);
     }
 
-    /// What the parent's cached listing says of `key`: `Some(None)` when a fresh listing
-    /// does not have it, `Some(Some(stat))` when it has a complete entry, `None` when it
-    /// cannot tell.
-    fn listed(&self, key: &str) -> Option<Option<Stat>> {
+    /// What the parent's fresh cached listing says of `key`.
+    fn listed(&self, key: &str) -> InListing {
         let (parent, name) = Self::split_key(key);
         let mut listings = self.listings.lock();
-        let d = listings.fresh(&parent, Some(self.cfg.negative_ttl))?;
+        let Some(d) = listings.fresh(&parent, Some(self.cfg.negative_ttl)) else {
+            return InListing::Unknown;
+        };
         match d.get(&name) {
-            None => Some(None),
+            None => InListing::Absent,
             Some(e) => match &e.stat {
-                Stat::File(f) if f.meta.is_some() => Some(Some(e.stat.clone())),
-                Stat::Dir(dir) if dir.probed => Some(Some(e.stat.clone())),
-                _ => None,
+                Stat::File(f) if f.meta.is_some() => InListing::Known(e.stat.clone()),
+                Stat::Dir(dir) if dir.probed => InListing::Known(e.stat.clone()),
+                Stat::File(_) => InListing::File,
+                Stat::Dir(_) => InListing::Dir,
             },
         }
+    }
+
+    /// When the parent of `key` was listed before and is not large, lists it again (a few
+    /// pages) instead of asking about one name (two requests): a directory being filled with
+    /// new files then costs one listing per negative TTL, not a HEAD and a LIST per file. One
+    /// refresh per directory at a time; others ask about their name.
+    async fn refresh_small_listing(&self, key: &str) -> bool {
+        let (parent, _) = Self::split_key(key);
+        let small = self
+            .listings
+            .lock()
+            .fresh(&parent, None)
+            .is_some_and(|d| d.entries.len() < SMALL_LISTING);
+        if !small || !self.refreshing.lock().insert(parent.clone()) {
+            return false;
+        }
+        let asked = Instant::now();
+        let mut d = DirHandle::new(0, parent.clone());
+        let mut ok = true;
+        while !d.done {
+            let page = self
+                .client
+                .list_objects(
+                    ListObjects::new(parent.clone())
+                        .delimiter("/")
+                        .marker(d.marker.clone().unwrap_or_default()),
+                )
+                .await;
+            match page {
+                Ok(page) => {
+                    for (k, stat) in d.absorb(page, &self.skips) {
+                        self.cache.insert_observed(&k, stat, asked);
+                    }
+                }
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+            if d.entries.len() >= SMALL_LISTING {
+                ok = false;
+                break;
+            }
+        }
+        {
+            let mut listings = self.listings.lock();
+            if ok {
+                listings.store(&parent, &d, asked);
+            } else {
+                listings.forget(&parent, false);
+            }
+        }
+        self.refreshing.lock().remove(&parent);
+        ok
     }
 
     // ---- resolving paths ----
@@ -318,11 +393,19 @@ impl Filesystem {
             Cached::Missing => return Ok(None),
             Cached::Miss => {}
         }
-        if let Some(known) = self.listed(key) {
-            return Ok(known);
+        let mut listed = self.listed(key);
+        if listed == InListing::Unknown && self.refresh_small_listing(key).await {
+            listed = self.listed(key);
         }
         let asked = Instant::now();
-        let stat = self.resolve_uncached(key).await?;
+        let stat = match listed {
+            InListing::Absent => return Ok(None),
+            InListing::Known(s) => return Ok(Some(s)),
+            // The listing says which one it is: one HEAD gives the rest.
+            InListing::File => self.file_stat(key).await?,
+            InListing::Dir => Some(self.dir_stat(key).await?),
+            InListing::Unknown => self.resolve_uncached(key).await?,
+        };
         match &stat {
             Some(s) => self.cache.insert_observed(key, s.clone(), asked),
             None => self.cache.insert_missing_observed(key, asked),
@@ -339,17 +422,35 @@ impl Filesystem {
         );
         let list = list.map_err(FsError::Cos)?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
-            let marker = if list.objects.first().is_some_and(|o| o.key == prefix) {
-                match self.client.head_object(&prefix).await {
-                    Ok(info) => Some((MetaAttrs::parse(&info.user), info.last_modified)),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(FsError::from_read(e)),
-                }
-            } else {
-                None
-            };
-            return Ok(Some(Stat::Dir(DirStat::probed(marker))));
+            if list.objects.first().is_some_and(|o| o.key == prefix) {
+                return Ok(Some(self.dir_stat(key).await?));
+            }
+            return Ok(Some(Stat::Dir(DirStat::probed(None))));
         }
+        self.file_from_head(key, head)
+    }
+
+    /// A file's full stat (HEAD); `None` when there is no such object.
+    async fn file_stat(&self, key: &str) -> FsResult<Option<Stat>> {
+        let head = self.client.head_object(key).await;
+        self.file_from_head(key, head)
+    }
+
+    /// A directory's stat: its marker's metadata when `key/` exists (HEAD), else implicit.
+    async fn dir_stat(&self, key: &str) -> FsResult<Stat> {
+        let marker = match self.client.head_object(&format!("{key}/")).await {
+            Ok(info) => Some((MetaAttrs::parse(&info.user), info.last_modified)),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(FsError::from_read(e)),
+        };
+        Ok(Stat::Dir(DirStat::probed(marker)))
+    }
+
+    fn file_from_head(
+        &self,
+        key: &str,
+        head: Result<crate::cos::ObjectInfo, crate::cos::CosError>,
+    ) -> FsResult<Option<Stat>> {
         match head {
             Ok(info) => Ok(Some(Stat::File(FileStat {
                 size: info.size,
@@ -1269,7 +1370,7 @@ impl Filesystem {
             ino,
             Arc::new(tokio::sync::Mutex::new(FileHandle {
                 ino,
-                opener: mode.caller.and_then(process_of),
+                opener: mode.caller,
                 version,
                 reader: None,
                 writer,
@@ -1332,7 +1433,7 @@ impl Filesystem {
             ino,
             Arc::new(tokio::sync::Mutex::new(FileHandle {
                 ino,
-                opener: open.caller.and_then(process_of),
+                opener: open.caller,
                 version: None,
                 reader: None,
                 writer: Some(writer),
@@ -1443,7 +1544,10 @@ impl Filesystem {
     /// opener's close, or to release.
     pub async fn flush(&self, fh: u64, caller: Option<u32>) -> FsResult<()> {
         let opener = self.file_handle(fh)?.lock().await.opener;
-        if let (Some(opener), Some(closer)) = (opener, caller.and_then(process_of))
+        // The same thread: the same process, without asking /proc (the common case).
+        if opener != caller
+            && let (Some(opener), Some(closer)) =
+                (opener.and_then(process_of), caller.and_then(process_of))
             && opener != closer
         {
             log::debug!(
@@ -1642,24 +1746,9 @@ impl Filesystem {
         let found: Vec<(usize, String, Stat)> = futures::stream::iter(need)
             .map(|(i, key, is_dir)| async move {
                 let stat = if is_dir {
-                    match self.client.head_object(&format!("{key}/")).await {
-                        Ok(info) => Some(Stat::Dir(DirStat::probed(Some((
-                            MetaAttrs::parse(&info.user),
-                            info.last_modified,
-                        ))))),
-                        Err(e) if e.is_not_found() => Some(Stat::Dir(DirStat::probed(None))),
-                        Err(_) => None,
-                    }
+                    self.dir_stat(&key).await.ok()
                 } else {
-                    match self.client.head_object(&key).await {
-                        Ok(info) => Some(Stat::File(FileStat {
-                            size: info.size,
-                            etag: info.etag,
-                            last_modified: info.last_modified,
-                            meta: Some(MetaAttrs::parse(&info.user)),
-                        })),
-                        Err(_) => None,
-                    }
+                    self.file_stat(&key).await.ok().flatten()
                 };
                 stat.map(|s| (i, key, s))
             })
