@@ -143,6 +143,9 @@ struct FileHandle {
     ino: Ino,
     /// The thread that opened the handle, when known.
     opener: Option<u32>,
+    /// A descriptor was closed (flush) and nothing was written through the handle since:
+    /// maybe the program is done with it and only the release is still to come.
+    flushed: bool,
     version: Option<Version>,
     reader: Option<Prefetcher>,
     writer: Option<WriteHandle>,
@@ -196,6 +199,8 @@ pub struct Filesystem {
     /// live in memory for the life of the mount.
     root_attrs: Mutex<MetaAttrs>,
     listings: Mutex<ListingCache>,
+    /// File handles being released (out of `handles`, commit in progress).
+    releasing: Mutex<Vec<(Ino, SharedFile)>>,
     /// Directories whose listing is being refreshed (see `refresh_small_listing`).
     refreshing: Mutex<std::collections::HashSet<String>>,
 }
@@ -225,6 +230,7 @@ impl Filesystem {
             root_attrs: Mutex::new(MetaAttrs::default()),
             listings: Mutex::new(ListingCache::default()),
             refreshing: Mutex::new(Default::default()),
+            releasing: Mutex::new(Vec::new()),
         }
     }
 
@@ -647,6 +653,26 @@ impl Filesystem {
             .collect()
     }
 
+    /// Where a change of attributes or size goes instead of straight to COS: the handle it
+    /// was made through (ftruncate, fchmod), else a handle a program is still writing through
+    /// (the change then rides along with its commit). Handles whose descriptors were all
+    /// closed (`flushed`) are not targets: `settle` committed them already.
+    async fn writer_target(&self, ino: Ino, fh: Option<u64>) -> Option<SharedFile> {
+        if let Some(h) = self.handle_on(fh, ino)
+            && h.lock().await.writer.is_some()
+        {
+            return Some(h);
+        }
+        for h in self.handles_of(ino) {
+            let g = h.lock().await;
+            if g.writer.is_some() && !g.flushed {
+                drop(g);
+                return Some(h);
+            }
+        }
+        None
+    }
+
     /// The handle `fh` if it is open on `ino`.
     fn handle_on(&self, fh: Option<u64>, ino: Ino) -> Option<SharedFile> {
         match self.handles.lock().get(&fh?) {
@@ -665,6 +691,9 @@ impl Filesystem {
         let touches_meta = attrs != MetaAttrs::default();
         if change.size.is_some() || touches_meta {
             self.check_writable()?;
+            if fh.is_none() {
+                self.settle(ino).await?;
+            }
         }
         if ino == ROOT_INO {
             if change.size.is_some() {
@@ -709,12 +738,7 @@ impl Filesystem {
         }
         let key = self.key_of(ino).unwrap_or_default();
         if kind != Kind::Dir {
-            let targets: Vec<SharedFile> = self
-                .handle_on(fh, ino)
-                .into_iter()
-                .chain(self.handles_of(ino))
-                .collect();
-            for t in targets {
+            if let Some(t) = self.writer_target(ino, fh).await {
                 let mut g = t.lock().await;
                 if let Some(w) = g.writer.as_mut() {
                     w.set_attrs(&attrs);
@@ -803,19 +827,14 @@ impl Filesystem {
         size: u64,
         attrs: &MetaAttrs,
     ) -> FsResult<()> {
-        let mut handle = None;
-        for h in self
-            .handle_on(fh, ino)
-            .into_iter()
-            .chain(self.handles_of(ino))
-        {
-            if h.lock().await.writer.is_some() {
-                handle = Some(h);
-                break;
-            }
-        }
+        let handle = self.writer_target(ino, fh).await;
+        let own = self.handle_on(fh, ino);
         if let Some(h) = handle {
             let mut g = h.lock().await;
+            if own.as_ref().is_some_and(|o| Arc::ptr_eq(o, &h)) {
+                // ftruncate(2): the program is using this descriptor.
+                g.flushed = false;
+            }
             let w = g.writer.as_mut().ok_or(FsError::BadHandle)?;
             w.truncate(size).await?;
             if *attrs != MetaAttrs::default() {
@@ -1017,6 +1036,9 @@ impl Filesystem {
         self.check_writable()?;
         let key = self.child_key(parent, name)?;
         let child = self.inodes.lock().child(parent, name);
+        if let Some(ino) = child {
+            self.settle(ino).await?;
+        }
         if let Some(ino) = child
             && self.local_stat(ino).is_some()
         {
@@ -1118,6 +1140,10 @@ impl Filesystem {
             return Ok(());
         }
         let src_ino = self.inodes.lock().child(parent, name);
+        let dst_ino_now = self.inodes.lock().child(new_parent, new_name);
+        for i in src_ino.into_iter().chain(dst_ino_now) {
+            self.settle(i).await?;
+        }
         let src_local = src_ino.is_some_and(|i| self.local_stat(i).is_some());
         let src_stat = if src_local {
             None
@@ -1150,8 +1176,17 @@ impl Filesystem {
             return Err(FsError::Invalid("cannot move a directory into itself"));
         }
         if src_local {
-            // Not stored yet: only the name changes; the first commit uses the new one.
+            // Not stored yet: only the name changes; the first commit uses the new one. What
+            // the new name held is replaced now, as rename(2) says, not at that commit.
             let ino = src_ino.expect("local implies an inode");
+            if matches!(dst_stat, Some(Stat::File(_)))
+                && !dst_ino.is_some_and(|i| self.local_stat(i).is_some())
+            {
+                self.client
+                    .delete_object(&dst)
+                    .await
+                    .map_err(FsError::Cos)?;
+            }
             self.inodes.lock().rename(ino, new_parent, new_name);
             self.unlearn_tree(&dst);
             return Ok(());
@@ -1189,6 +1224,47 @@ impl Filesystem {
             self.follow_rename(ino).await;
         } else {
             self.inodes.lock().detach(new_parent, new_name);
+        }
+        Ok(())
+    }
+
+    /// Commits what handles that were closed by their program but not released yet still
+    /// hold (a truncation waiting for its release, `: > f`; a change of the path routed to
+    /// such a handle; see `WriteHandle::worth_committing_at_flush`), and waits for releases
+    /// committing now, so that an operation on the path that follows (open, truncate, chmod,
+    /// unlink, rename) comes after them, as it did for the program: the mount's own changes
+    /// are seen in order.
+    async fn settle(&self, ino: Ino) -> FsResult<()> {
+        let (open, releasing): (Vec<SharedFile>, Vec<SharedFile>) = {
+            let handles = self.handles.lock();
+            let releasing = self.releasing.lock();
+            (
+                handles
+                    .values()
+                    .filter_map(|h| match h {
+                        Handle::File(i, f) if *i == ino => Some(f.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                releasing
+                    .iter()
+                    .filter(|(i, _)| *i == ino)
+                    .map(|(_, h)| h.clone())
+                    .collect(),
+            )
+        };
+        for h in releasing {
+            // Waits for the release's commit.
+            drop(h.lock().await);
+        }
+        for h in open {
+            let pending = {
+                let g = h.lock().await;
+                g.flushed && g.writer.as_ref().is_some_and(WriteHandle::is_dirty)
+            };
+            if pending {
+                self.commit_locked(&h, false).await?;
+            }
         }
         Ok(())
     }
@@ -1305,19 +1381,7 @@ impl Filesystem {
             return Err(FsError::IsDir);
         }
         let key = self.key_of(ino)?;
-        // A truncation still waiting for its release (`: > f`, closed a moment ago) is
-        // committed first, so this open sees it: the mount's own changes are seen at once.
-        for h in self.handles_of(ino) {
-            let pending = h
-                .lock()
-                .await
-                .writer
-                .as_ref()
-                .is_some_and(WriteHandle::only_truncated);
-            if pending {
-                self.commit_locked(&h, false).await?;
-            }
-        }
+        self.settle(ino).await?;
         let local = self.local_stat(ino).is_some();
         let stat = if local {
             None
@@ -1371,6 +1435,7 @@ impl Filesystem {
             Arc::new(tokio::sync::Mutex::new(FileHandle {
                 ino,
                 opener: mode.caller,
+                flushed: false,
                 version,
                 reader: None,
                 writer,
@@ -1434,6 +1499,7 @@ impl Filesystem {
             Arc::new(tokio::sync::Mutex::new(FileHandle {
                 ino,
                 opener: open.caller,
+                flushed: false,
                 version: None,
                 reader: None,
                 writer: Some(writer),
@@ -1487,6 +1553,7 @@ impl Filesystem {
         let h = self.file_handle(fh)?;
         let mut g = h.lock().await;
         let ino = g.ino;
+        g.flushed = false;
         let w = g.writer.as_mut().ok_or(FsError::BadHandle)?;
         let len = data.len() as u32;
         w.write(offset, data).await?;
@@ -1543,7 +1610,12 @@ impl Filesystem {
     /// committing then would publish a partial file. Such closes leave the commit to the
     /// opener's close, or to release.
     pub async fn flush(&self, fh: u64, caller: Option<u32>) -> FsResult<()> {
-        let opener = self.file_handle(fh)?.lock().await.opener;
+        let opener = {
+            let h = self.file_handle(fh)?;
+            let mut g = h.lock().await;
+            g.flushed = true;
+            g.opener
+        };
         // The same thread: the same process, without asking /proc (the common case).
         if opener != caller
             && let (Some(opener), Some(closer)) =
@@ -1564,9 +1636,22 @@ impl Filesystem {
 
     /// Closes a handle, committing what is still dirty (an error here can only be logged).
     pub async fn release(&self, fh: u64) -> FsResult<()> {
-        let result = self.commit_handle(fh).await;
-        let removed = self.handles.lock().remove(&fh);
-        if let Some(Handle::File(_, h)) = removed {
+        // Out of the table first, so no other operation routes a change to it any more; in
+        // `releasing` until done, so `settle` can wait for its commit.
+        let (_, h) = {
+            // Both locks at once: the handle is always in one of the two lists.
+            let mut handles = self.handles.lock();
+            let mut releasing = self.releasing.lock();
+            match handles.remove(&fh) {
+                Some(Handle::File(ino, h)) => {
+                    releasing.push((ino, h.clone()));
+                    (ino, h)
+                }
+                _ => return Ok(()),
+            }
+        };
+        let result = self.commit_locked(&h, false).await;
+        {
             let mut g = h.lock().await;
             if let Some(w) = g.writer.as_mut() {
                 w.discard().await;
@@ -1589,6 +1674,7 @@ impl Filesystem {
             }
             inodes.close_handle(ino);
         }
+        self.releasing.lock().retain(|(_, x)| !Arc::ptr_eq(x, &h));
         if let Err(e) = &result {
             log::error!("closing a file: its last commit failed: {e}");
         }

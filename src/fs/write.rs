@@ -313,12 +313,6 @@ impl WriteHandle {
         self.content_dirty || self.meta_dirty
     }
 
-    /// Whether the only pending change is the O_TRUNC of an existing object (which waits for
-    /// release; see `worth_committing_at_flush`).
-    pub fn only_truncated(&self) -> bool {
-        self.content_dirty && !self.touched && self.base.is_some()
-    }
-
     /// The file was renamed to `key`, where its last committed version now is as `etag`.
     pub fn rebase(&mut self, key: String, etag: Option<String>) {
         if let Some(b) = self.base.as_mut() {
