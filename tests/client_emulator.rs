@@ -591,6 +591,17 @@ fn temporary_credentials_need_their_token() {
 fn idempotent_operations_survive_twenty_percent_503() {
     let emu = TestEmulator::start();
     let c = emu.client();
+    // GET Service goes to the service host (an IP host means the default bucket).
+    let service = CosClient::new(cosmount::cos::ClientConfig {
+        endpoint: cosmount::cos::Endpoint::Url(
+            emu.endpoint()
+                .replace("127.0.0.1", "service.cos.localhost")
+                .parse()
+                .unwrap(),
+        ),
+        ..emu.client_config()
+    })
+    .unwrap();
     emu.emulator.faults().set("any:503:0.2").unwrap();
     runtime().block_on(async {
         for i in 0..40 {
@@ -606,9 +617,19 @@ fn idempotent_operations_survive_twenty_percent_503() {
             let (_, b) = c.get_object_bytes(GetObject::new(k.clone())).await.unwrap();
             assert_eq!(&b[..], &data[..]);
             c.list_objects(ListObjects::new("r/")).await.unwrap();
+            c.head_bucket().await.unwrap();
+            assert_eq!(service.list_buckets().await.unwrap().len(), 1);
             c.copy_object(CopyObject::new(k.clone(), format!("{k}.copy")))
                 .await
                 .unwrap();
+            let streamed = c.get_object(GetObject::new(k.clone())).await.unwrap();
+            let chunks: Vec<Bytes> = streamed.body.try_collect().await.unwrap();
+            assert_eq!(chunks.concat(), data);
+            let failed = c
+                .delete_objects(&[format!("{k}.gone1"), format!("{k}.gone2")])
+                .await
+                .unwrap();
+            assert!(failed.is_empty());
             c.delete_object(&format!("{k}.copy")).await.unwrap();
         }
         let big = pattern(2 * MIB + 10, 99);
@@ -634,6 +655,25 @@ fn idempotent_operations_survive_twenty_percent_503() {
             )
             .await
             .unwrap();
+        assert_eq!(c.list_parts("mp", &id, 0).await.unwrap().parts.len(), 2);
+        assert_eq!(
+            c.list_multipart_uploads("", "", "")
+                .await
+                .unwrap()
+                .uploads
+                .len(),
+            1
+        );
+        let copied = c
+            .upload_part_copy("mp", &id, 3, "r/0", None, None)
+            .await
+            .unwrap();
+        assert!(!copied.etag.is_empty());
+        let scratch = c
+            .create_multipart_upload("scratch", &ObjectMetadata::default())
+            .await
+            .unwrap();
+        c.abort_multipart_upload("scratch", &scratch).await.unwrap();
         c.complete_multipart_upload(
             "mp",
             &id,

@@ -506,6 +506,8 @@ struct Request {
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Body,
     idempotent: bool,
+    /// Sent to the service endpoint (GET Service), not the bucket's.
+    service: bool,
 }
 
 impl Request {
@@ -519,6 +521,7 @@ impl Request {
             headers: Vec::new(),
             body: Body::Empty,
             idempotent,
+            service: false,
         }
     }
 
@@ -571,6 +574,9 @@ pub struct CosClient {
     config: ClientConfig,
     base: url::Url,
     copy_source_host: String,
+    /// Where GET Service goes: `https://service.cos.myqcloud.com/` for a region endpoint, the
+    /// endpoint itself for a URL (cos-protocol.md §1).
+    service_base: url::Url,
 }
 
 impl fmt::Debug for CosClient {
@@ -648,11 +654,18 @@ impl CosClient {
             .user_agent(concat!("cosmount/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CosError::InvalidInput(format!("cannot build HTTP client: {e}")))?;
+        let service_base = match &config.endpoint {
+            Endpoint::Region(_) => {
+                url::Url::parse("https://service.cos.myqcloud.com/").expect("a valid URL")
+            }
+            Endpoint::Url(_) => base.clone(),
+        };
         Ok(CosClient {
             http,
             config,
             base,
             copy_source_host,
+            service_base,
         })
     }
 
@@ -662,10 +675,11 @@ impl CosClient {
 
     fn url_for(
         &self,
+        base: &url::Url,
         key: Option<&str>,
         params: &[(String, String)],
     ) -> Result<url::Url, CosError> {
-        let mut s = self.base.as_str().trim_end_matches('/').to_string();
+        let mut s = base.as_str().trim_end_matches('/').to_string();
         s.push('/');
         if let Some(key) = key {
             if key.is_empty() {
@@ -698,7 +712,12 @@ impl CosClient {
 
     /// One attempt: sign, send, map an error status to `CosError`.
     async fn attempt(&self, req: &Request) -> Result<reqwest::Response, CosError> {
-        let url = self.url_for(req.key.as_deref(), &req.params)?;
+        let base = if req.service {
+            &self.service_base
+        } else {
+            &self.base
+        };
+        let url = self.url_for(base, req.key.as_deref(), &req.params)?;
         let mut headers = HeaderMap::new();
         for (n, v) in &req.headers {
             headers.append(n.clone(), v.clone());
@@ -1094,9 +1113,9 @@ impl ObjectClient for CosClient {
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketSummary>, CosError> {
-        let (_, body) = self
-            .run_xml(Request::new("GET Service", Method::GET, None))
-            .await?;
+        let mut req = Request::new("GET Service", Method::GET, None);
+        req.service = true;
+        let (_, body) = self.run_xml(req).await?;
         let r: xml::ListAllMyBucketsResult = xml::from_str(&body).map_err(CosError::protocol)?;
         Ok(r.buckets
             .bucket
@@ -1508,10 +1527,10 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let u = c.url_for(Some("x/../y"), &[]).unwrap();
+        let u = c.url_for(&c.base, Some("x/../y"), &[]).unwrap();
         assert_eq!(u.path(), "/x%2F..%2Fy");
         let u = c
-            .url_for(None, &[("prefix".into(), "a b+c".into())])
+            .url_for(&c.base, None, &[("prefix".into(), "a b+c".into())])
             .unwrap();
         assert_eq!(u.query(), Some("prefix=a%20b%2Bc"));
     }
