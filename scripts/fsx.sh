@@ -65,6 +65,7 @@ is_mounted() {
   MNT="${mnt// /\\040}" awk '$5 == ENVIRON["MNT"] { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP

@@ -141,7 +141,7 @@ fn raise_read_ahead(mountpoint: &std::path::Path, kib: u32) {
         .lines()
         .filter(|l| l.split(' ').nth(4) == Some(target.as_ref()))
         .filter_map(|l| l.split(' ').nth(2))
-        .last();
+        .next_back();
     if let Some(dev) = dev {
         let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
         match std::fs::write(&path, kib.to_string()) {

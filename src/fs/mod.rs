@@ -1180,7 +1180,7 @@ impl Filesystem {
             // the new name held is replaced now, as rename(2) says, not at that commit.
             let ino = src_ino.expect("local implies an inode");
             if matches!(dst_stat, Some(Stat::File(_)))
-                && !dst_ino.is_some_and(|i| self.local_stat(i).is_some())
+                && dst_ino.is_none_or(|i| self.local_stat(i).is_none())
             {
                 self.client
                     .delete_object(&dst)
@@ -1610,23 +1610,21 @@ impl Filesystem {
     /// committing then would publish a partial file. Such closes leave the commit to the
     /// opener's close, or to release.
     pub async fn flush(&self, fh: u64, caller: Option<u32>) -> FsResult<()> {
-        let opener = {
-            let h = self.file_handle(fh)?;
-            let mut g = h.lock().await;
-            g.flushed = true;
-            g.opener
-        };
+        let h = self.file_handle(fh)?;
+        let opener = h.lock().await.opener;
         // The same thread: the same process, without asking /proc (the common case).
         if opener != caller
             && let (Some(opener), Some(closer)) =
                 (opener.and_then(process_of), caller.and_then(process_of))
             && opener != closer
         {
+            // Not the program's own close: the handle is still in use (not `flushed`).
             log::debug!(
                 "flush of handle {fh} by process {closer}, opened by {opener}: not committing"
             );
             return Ok(());
         }
+        h.lock().await.flushed = true;
         self.commit_handle_when(fh, true).await
     }
 
