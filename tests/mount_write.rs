@@ -449,3 +449,129 @@ fn kill_9_during_a_large_write_leaves_the_old_object_or_none() {
     assert!(applied.contains("aborted victim"), "{applied}");
     assert_eq!(emu.emulator.upload_count(BUCKET), 0);
 }
+
+/// One step of `streamed_writes_that_turn_back`: what the writer does on its open descriptor.
+enum Step {
+    /// Writes this many bytes at the end, in writes of the given size.
+    Append(usize, usize),
+    /// Writes bytes at an offset (inside what is already written).
+    WriteAt(u64, usize),
+    /// Reads everything back through the same descriptor.
+    ReadBack,
+    Truncate(u64),
+    Fsync,
+}
+
+/// A sequential writer's last part is held in memory and its full parts go up from there
+/// (and reach the staging file by direct I/O): everything else a writer may do on the same
+/// descriptor (read back, write into a part already sent, truncate, fsync and go on, writes
+/// that straddle parts, a part size that direct I/O cannot use) must still give exactly the
+/// bytes written, and leave no upload behind.
+#[test]
+fn streamed_writes_that_turn_back() {
+    use Step::*;
+    use std::os::unix::fs::FileExt;
+    let emu = TestEmulator::start();
+    let scripts: Vec<(&str, Vec<Step>)> = vec![
+        ("exactly-one-part", vec![Append(1 << 20, 256 << 10)]),
+        ("two-parts", vec![Append(2 << 20, 1 << 20)]),
+        (
+            "straddling",
+            vec![
+                Append(3_500_000, 300_000),
+                ReadBack,
+                Append(700_000, 65_536),
+            ],
+        ),
+        (
+            "turning-back",
+            vec![
+                Append(1_310_720, 262_144),
+                ReadBack,
+                Append(786_432, 262_144),
+                WriteAt(500_000, 100),
+                Append(524_288, 262_144),
+                Fsync,
+                Append(524_288, 131_072),
+                Truncate(2_200_000),
+                Append(1_800_000, 1 << 20),
+                ReadBack,
+                WriteAt(3_900_000, 10),
+            ],
+        ),
+        (
+            "fsync-at-part-end",
+            vec![
+                Append(1 << 20, 1 << 20),
+                Fsync,
+                Append(1 << 20, 1 << 20),
+                Fsync,
+            ],
+        ),
+        (
+            "shrink-and-regrow",
+            vec![
+                Append(3 << 20, 1 << 20),
+                Truncate(0),
+                Append(2 << 20, 1 << 20),
+            ],
+        ),
+    ];
+    for part_size in ["1M", "1100000"] {
+        let m = Mount::start(&emu, &["--part-size", part_size]);
+        for (name, steps) in &scripts {
+            let path = m.join(name);
+            let mut model: Vec<u8> = Vec::new();
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            let mut seed = 1;
+            for step in steps {
+                match *step {
+                    Append(total, chunk) => {
+                        let data = pattern(total, seed);
+                        seed += 1;
+                        for c in data.chunks(chunk) {
+                            f.write_all_at(c, model.len() as u64).unwrap();
+                            model.extend_from_slice(c);
+                        }
+                    }
+                    WriteAt(offset, len) => {
+                        let data = pattern(len, seed);
+                        seed += 1;
+                        f.write_all_at(&data, offset).unwrap();
+                        let end = offset as usize + len;
+                        if model.len() < end {
+                            model.resize(end, 0);
+                        }
+                        model[offset as usize..end].copy_from_slice(&data);
+                    }
+                    ReadBack => {
+                        let mut back = vec![0u8; model.len()];
+                        f.read_exact_at(&mut back, 0).unwrap();
+                        assert!(back == model, "{part_size} {name}: read back differs");
+                    }
+                    Truncate(n) => {
+                        f.set_len(n).unwrap();
+                        model.resize(n as usize, 0);
+                    }
+                    Fsync => f.sync_all().unwrap(),
+                }
+            }
+            drop(f);
+            let stored = std::fs::read(&path).unwrap();
+            assert_eq!(stored.len(), model.len(), "{part_size} {name}: size");
+            assert!(stored == model, "{part_size} {name}: content differs");
+            assert_eq!(
+                sdk_ok(&emu, &["md5", name]).trim(),
+                md5_hex(&model),
+                "{part_size} {name}: the object in COS"
+            );
+        }
+        assert_eq!(emu.emulator.upload_count(BUCKET), 0, "no upload left");
+    }
+}

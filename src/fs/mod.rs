@@ -193,6 +193,8 @@ pub struct Filesystem {
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     upload_slots: Arc<Semaphore>,
+    /// Memory lent to sequential writers (`write::TAIL_MEMORY`), in KiB.
+    tail_memory: Arc<Semaphore>,
     prefetch_memory: Arc<Semaphore>,
     skips: SkipLog,
     /// Attributes set on the mount root: COS has no object for the root of a bucket, so they
@@ -221,6 +223,7 @@ impl Filesystem {
             client,
             upload_slots: Arc::new(Semaphore::new(cfg.max_concurrency.max(1))),
             prefetch_memory: Arc::new(Semaphore::new(permits)),
+            tail_memory: Arc::new(Semaphore::new((write::TAIL_MEMORY / 1024) as usize)),
             cfg,
             inodes: Mutex::new(InodeTable::new()),
             cache,
@@ -871,6 +874,7 @@ impl Filesystem {
         WriteConfig {
             part_size: self.cfg.part_size,
             cache_dir: self.cfg.cache_dir.clone(),
+            tail_memory: self.tail_memory.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Write handles: every byte written goes to a staging file on local disk (`--cache-dir`,
+//! Write handles: every byte written is kept in a staging file on local disk (`--cache-dir`,
 //! created and unlinked at once, so a crash leaves nothing behind), and the object is replaced
-//! on commit (flush, fsync, release) by one PUT or one multipart upload.
+//! on commit (flush, fsync, release) by one PUT or one multipart upload. The part an appending
+//! writer is filling waits in memory (`Tail`) and goes up from there when full.
 //!
 //! The layout of parts is fixed by offset (`part_bounds`), so the handle can upload parts
 //! while the writer still writes: when a write crosses the end of a part of a file that is
@@ -174,6 +175,72 @@ pub struct WriteConfig {
     /// Base part size (`--part-size`, default 8 MiB); files up to it are one PUT.
     pub part_size: u64,
     pub cache_dir: PathBuf,
+    /// Memory the mount lends to the tails of sequential writers (see `Tail`), in KiB.
+    pub tail_memory: Arc<Semaphore>,
+}
+
+/// Memory a mount lends to the tails of sequential writers (`Tail`); the parts they hand to
+/// uploads keep their share until sent.
+pub const TAIL_MEMORY: u64 = 256 << 20;
+/// Direct I/O wants buffers, offsets and lengths aligned to the device's logical block; 4 KiB
+/// suits every common device.
+const DIRECT_ALIGN: usize = 4096;
+
+/// The last bytes of a file written sequentially from the start of a part, held in memory
+/// instead of the staging file. When the part is full and the writer goes on, the part goes
+/// up from this memory and reaches the staging file by direct I/O: a streamed file costs no
+/// copy through the page cache (on small machines the largest cost of the write path). Any
+/// other access first spills the tail into the staging file, so everything else sees one
+/// file. Invariant: the staging file holds every present byte except `[start, end())`.
+struct Tail {
+    /// The part this tail fills, from its first byte at `start`.
+    part: u32,
+    start: u64,
+    /// The part's length: the most the tail holds.
+    cap: usize,
+    /// `buf[pad..]` are the bytes; `pad` aligns them for direct I/O. `buf` never grows past
+    /// the capacity reserved at the start, so it never moves.
+    buf: Vec<u8>,
+    pad: usize,
+    _memory: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Tail {
+    fn len(&self) -> usize {
+        self.buf.len() - self.pad
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.len() as u64
+    }
+
+    fn is_full(&self) -> bool {
+        self.len() == self.cap
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.pad..]
+    }
+}
+
+/// Writes `data` at `offset` of the staging file: by direct I/O when `direct` is open and
+/// everything is aligned (no copy into the page cache), else through the page cache. A direct
+/// write refused by the file system falls back to the page cache.
+fn stage(
+    file: &std::fs::File,
+    direct: Option<&std::fs::File>,
+    data: &[u8],
+    offset: u64,
+) -> std::io::Result<()> {
+    let aligned = (data.as_ptr() as usize | data.len()) % DIRECT_ALIGN == 0
+        && offset % DIRECT_ALIGN as u64 == 0;
+    if let (Some(d), true) = (direct, aligned) {
+        match d.write_all_at(data, offset) {
+            Ok(()) => return Ok(()),
+            Err(e) => log::debug!("direct write to the staging file refused ({e}); buffered"),
+        }
+    }
+    file.write_all_at(data, offset)
 }
 
 /// The object a handle started from.
@@ -225,6 +292,9 @@ pub struct WriteHandle {
     /// Bytes of the base object still valid at their offsets (a truncation shortens it).
     base_valid: u64,
     file: Option<Arc<std::fs::File>>,
+    /// The staging file opened a second time with `O_DIRECT` (None where not supported).
+    direct: Option<Arc<std::fs::File>>,
+    tail: Option<Tail>,
     size: u64,
     present: RangeSet,
     dirty: RangeSet,
@@ -240,7 +310,8 @@ pub struct WriteHandle {
     failed: bool,
 }
 
-fn create_staging_file(dir: &Path) -> FsResult<std::fs::File> {
+/// A new staging file, and the same file opened for direct I/O where the file system allows.
+fn create_staging_file(dir: &Path) -> FsResult<(std::fs::File, Option<std::fs::File>)> {
     std::fs::create_dir_all(dir)?;
     let mut rng_name = String::new();
     for _ in 0..4 {
@@ -252,9 +323,17 @@ fn create_staging_file(dir: &Path) -> FsResult<std::fs::File> {
         .write(true)
         .create_new(true)
         .open(&path)?;
+    let direct = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .ok()
+    };
     // Unlinked at once: the data live while the handle does and vanish on any exit or crash.
     std::fs::remove_file(&path)?;
-    Ok(file)
+    Ok((file, direct))
 }
 
 impl WriteHandle {
@@ -286,6 +365,8 @@ impl WriteHandle {
             touched: false,
             base,
             file: None,
+            direct: None,
+            tail: None,
             size,
             present: RangeSet::new(),
             dirty: RangeSet::new(),
@@ -358,13 +439,14 @@ impl WriteHandle {
 
     fn file(&mut self) -> FsResult<Arc<std::fs::File>> {
         if self.file.is_none() {
-            let f = create_staging_file(&self.cfg.cache_dir)?;
+            let (f, direct) = create_staging_file(&self.cfg.cache_dir)?;
             // Only when there is something to extend: ext4 flushes a truncated file's data
             // on close (its replace-by-truncate heuristic), which costs every small file.
             if self.size > 0 {
                 f.set_len(self.size)?;
             }
             self.file = Some(Arc::new(f));
+            self.direct = direct.map(Arc::new);
         }
         Ok(self.file.clone().expect("set above"))
     }
@@ -385,10 +467,10 @@ impl WriteHandle {
         if end > max_file_size(self.cfg.part_size) {
             return Err(FsError::TooLarge);
         }
-        let file = self.file()?;
-        tokio::task::spawn_blocking(move || file.write_all_at(&data, offset))
-            .await
-            .map_err(|e| FsError::Local(e.to_string()))??;
+        if self.tail.as_ref().is_some_and(|t| t.end() != offset) {
+            self.spill_tail().await?;
+        }
+        let appending = offset == self.size;
         if offset > self.size {
             // The gap reads as zeros: new content.
             self.present.insert(self.size, offset);
@@ -401,6 +483,11 @@ impl WriteHandle {
         self.size = self.size.max(end);
         self.content_dirty = true;
         self.touched = true;
+        // The bytes are recorded as present: if they cannot be placed, the handle fails.
+        if let Err(e) = self.place(offset, data, appending).await {
+            self.failed = true;
+            return Err(e);
+        }
         // Background part uploads are an optimisation: if they cannot start, the commit
         // uploads the parts and reports the error.
         if let Err(e) = self.upload_finished_parts(offset, end).await {
@@ -412,8 +499,139 @@ impl WriteHandle {
         Ok(())
     }
 
+    /// Puts written bytes where they belong: an appending writer's into its tail (sending
+    /// the parts it fills), everything else into the staging file.
+    async fn place(&mut self, offset: u64, mut data: Bytes, appending: bool) -> FsResult<()> {
+        let mut pos = offset;
+        while appending && !data.is_empty() {
+            if self.tail.as_ref().is_some_and(Tail::is_full) {
+                // The file goes on past a full part: it is a part of a multipart upload.
+                self.finish_tail().await?;
+            }
+            if self.tail.is_none() && !self.start_tail(pos) {
+                break;
+            }
+            let t = self.tail.as_mut().expect("a tail");
+            let n = data.len().min(t.cap - t.len());
+            t.buf.extend_from_slice(&data[..n]);
+            pos += n as u64;
+            data = data.slice(n..);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let file = self.file()?;
+        tokio::task::spawn_blocking(move || file.write_all_at(&data, pos))
+            .await
+            .map_err(|e| FsError::Local(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Starts a tail at `pos`, the end of the file, if it is the first byte of a part that is
+    /// small enough and the mount has the memory to lend.
+    fn start_tail(&mut self, pos: u64) -> bool {
+        let ps = self.cfg.part_size;
+        let part = part_at(pos, ps);
+        let (start, end) = part_bounds(part, ps);
+        let cap = end - start;
+        if start != pos || cap > TAIL_MEMORY / 4 {
+            return false;
+        }
+        let Ok(memory) = self
+            .cfg
+            .tail_memory
+            .clone()
+            .try_acquire_many_owned(cap.div_ceil(1024) as u32)
+        else {
+            return false;
+        };
+        let mut buf = Vec::with_capacity(cap as usize + DIRECT_ALIGN);
+        let pad = (DIRECT_ALIGN - buf.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
+        buf.resize(pad, 0);
+        self.tail = Some(Tail {
+            part,
+            start,
+            cap: cap as usize,
+            buf,
+            pad,
+            _memory: memory,
+        });
+        true
+    }
+
+    /// Writes `data` into the staging file at `offset` (see `stage`).
+    async fn stage_bytes(&mut self, data: Bytes, offset: u64) -> FsResult<()> {
+        let file = self.file()?;
+        let direct = self.direct.clone();
+        tokio::task::spawn_blocking(move || stage(&file, direct.as_deref(), &data, offset))
+            .await
+            .map_err(|e| FsError::Local(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Moves the tail into the staging file. Its bytes are recorded as present, so if that
+    /// fails the handle fails.
+    async fn spill_tail(&mut self) -> FsResult<()> {
+        let Some(t) = self.tail.take() else {
+            return Ok(());
+        };
+        let data = Bytes::from(t.buf).slice(t.pad..);
+        let result = self.stage_bytes(data, t.start).await;
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    /// Sends a full tail as a part of the multipart upload, from memory, and stores it in the
+    /// staging file (where a later read, rewrite or retry at commit finds it). If the upload
+    /// cannot start, the commit sends the part.
+    async fn finish_tail(&mut self) -> FsResult<()> {
+        let t = self.tail.take().expect("a tail");
+        let (part, start, memory) = (t.part, t.start, t._memory);
+        let data = Bytes::from(t.buf).slice(t.pad..);
+        self.stage_bytes(data.clone(), start).await?;
+        let metadata = self.final_metadata(SystemTime::now());
+        let key = self.key.clone();
+        if let Err(e) = self.ensure_upload(&key, &metadata).await {
+            log::debug!("background part upload of {key} deferred to commit: {e}");
+            return Ok(());
+        }
+        let u = self.upload.as_ref().expect("ensured");
+        if u.parts.contains_key(&part) {
+            // Uploaded before (the file was truncated and written again): commit decides.
+            return Ok(());
+        }
+        // Waiting for a slot holds the writer back, which bounds the parts held in memory.
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let (client, id, key) = (self.client.clone(), u.upload_id.clone(), u.key.clone());
+        let len = data.len() as u64;
+        let task = tokio::spawn(async move {
+            let (_slot, _memory) = (slot, memory);
+            client
+                .upload_part(&key, &id, part + 1, Body::Bytes(data))
+                .await
+        });
+        let generation = self.gens.get(&part).copied().unwrap_or(0);
+        self.upload.as_mut().expect("ensured").parts.insert(
+            part,
+            PartSlot::InFlight {
+                generation,
+                len,
+                task,
+            },
+        );
+        Ok(())
+    }
+
     pub async fn truncate(&mut self, new_size: u64) -> FsResult<()> {
         self.check()?;
+        self.spill_tail().await?;
         if new_size > max_file_size(self.cfg.part_size) {
             return Err(FsError::TooLarge);
         }
@@ -486,6 +704,7 @@ impl WriteHandle {
     /// Reads through the handle: local bytes, the old object's bytes fetched on demand.
     pub async fn read(&mut self, offset: u64, len: u64) -> FsResult<Bytes> {
         self.check()?;
+        self.spill_tail().await?;
         let end = (offset + len).min(self.size);
         if offset >= end {
             return Ok(Bytes::new());
@@ -573,7 +792,7 @@ impl WriteHandle {
             if e > self.size || !self.dirty.intersects(s, e) {
                 continue;
             }
-            if !self.present.contains(s, e) {
+            if !self.present.contains(s, e) || self.tail.as_ref().is_some_and(|t| t.part == i) {
                 continue;
             }
             ready.push((i, s, e));
@@ -646,6 +865,7 @@ impl WriteHandle {
 
     /// Drops the handle's pending work: aborts a multipart upload in progress.
     pub async fn discard(&mut self) {
+        self.tail = None;
         self.abort_upload().await;
         self.content_dirty = false;
         self.meta_dirty = false;
@@ -711,17 +931,27 @@ impl WriteHandle {
             });
         }
         if self.size > MAX_SINGLE_UPLOAD || self.needs_multipart() {
+            self.spill_tail().await?;
             return self.commit_multipart(key, metadata, now).await;
         }
         self.abort_upload().await;
-        self.ensure_present(0, self.size, false).await?;
-        let body = match (&self.file, self.size) {
-            (_, 0) | (None, _) => Body::Empty,
-            (Some(f), n) => Body::File {
-                file: f.clone(),
-                offset: 0,
-                len: n,
-            },
+        let body = match &self.tail {
+            // A file that is all tail goes up from memory.
+            Some(t) if t.start == 0 && t.len() as u64 == self.size => {
+                Body::Bytes(Bytes::copy_from_slice(t.bytes()))
+            }
+            _ => {
+                self.spill_tail().await?;
+                self.ensure_present(0, self.size, false).await?;
+                match (&self.file, self.size) {
+                    (_, 0) | (None, _) => Body::Empty,
+                    (Some(f), n) => Body::File {
+                        file: f.clone(),
+                        offset: 0,
+                        len: n,
+                    },
+                }
+            }
         };
         let out = self
             .client
