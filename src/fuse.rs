@@ -1,6 +1,7 @@
-//! The fuser adapter: the only module that knows fuser. Each callback decodes its arguments,
-//! hands the work to the tokio runtime and replies from the task, so a slow COS request never
-//! holds up other requests. Errors become errnos through `FsError::errno` only.
+//! The fuser adapter: the only module that knows fuser. Each callback decodes its arguments
+//! and runs the work: at once when it needs nothing to wait for, else as a task on the tokio
+//! runtime that replies when done, so a slow COS request never holds up other requests.
+//! Errors become errnos through `FsError::errno` only.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -34,6 +35,23 @@ pub struct FuseAdapter {
 impl FuseAdapter {
     pub fn new(fs: Arc<Filesystem>, rt: Handle) -> Self {
         FuseAdapter { fs, rt }
+    }
+
+    /// Runs a callback's work and its reply: at once on fuser's thread if it finishes without
+    /// waiting (a lookup or getattr answered from the cache, a create, a write into memory),
+    /// else as a task on the runtime, which polls it again. Calls that need no request then
+    /// cost no hand-over between threads, and anything that waits still never blocks fuser.
+    fn run(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let mut work = Box::pin(work);
+        let _runtime = self.rt.enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // A panic is contained as it is in a task: the work and its reply are dropped (fuser
+        // then answers EIO) and fuser's thread goes on.
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(&mut cx)));
+        if let Ok(std::task::Poll::Pending) = polled {
+            self.rt.spawn(work);
+        }
     }
 }
 
@@ -119,7 +137,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (fs, name) = (self.fs.clone(), name_str(name));
-        self.rt.spawn(async move {
+        self.run(async move {
             let ttl = fs.ttl();
             match async { fs.lookup(parent.0, &name?).await }.await {
                 Ok(a) => reply.entry(&ttl, &(&a).into(), Generation(0)),
@@ -134,7 +152,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.getattr(ino.0).await {
                 Ok(a) => reply.attr(&fs.ttl(), &(&a).into()),
                 Err(e) => reply.error(errno(&e)),
@@ -168,7 +186,7 @@ impl fuser::Filesystem for FuseAdapter {
             size,
             mtime: mtime.map(time_of),
         };
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.setattr(ino.0, fh.map(|f| f.0), change).await {
                 Ok(a) => reply.attr(&fs.ttl(), &(&a).into()),
                 Err(e) => reply.error(errno(&e)),
@@ -178,7 +196,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.readlink(ino.0).await {
                 Ok(t) => reply.data(t.as_bytes()),
                 Err(e) => reply.error(errno(&e)),
@@ -197,7 +215,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let (fs, name) = (self.fs.clone(), name_str(name));
         let (uid, gid) = (req.uid(), req.gid());
-        self.rt.spawn(async move {
+        self.run(async move {
             match async { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await }.await {
                 Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
@@ -207,7 +225,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (fs, name) = (self.fs.clone(), name_str(name));
-        self.rt.spawn(async move {
+        self.run(async move {
             match async { fs.unlink(parent.0, &name?).await }.await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
@@ -217,7 +235,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (fs, name) = (self.fs.clone(), name_str(name));
-        self.rt.spawn(async move {
+        self.run(async move {
             match async { fs.rmdir(parent.0, &name?).await }.await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
@@ -236,7 +254,7 @@ impl fuser::Filesystem for FuseAdapter {
         let (fs, name) = (self.fs.clone(), name_str(link_name));
         let target = name_str(target.as_os_str());
         let (uid, gid) = (req.uid(), req.gid());
-        self.rt.spawn(async move {
+        self.run(async move {
             match async { fs.symlink(parent.0, &name?, &target?, uid, gid).await }.await {
                 Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
@@ -256,7 +274,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let fs = self.fs.clone();
         let (name, newname) = (name_str(name), name_str(newname));
-        self.rt.spawn(async move {
+        self.run(async move {
             let r = async {
                 if flags.contains(RenameFlags::RENAME_EXCHANGE)
                     || flags.contains(RenameFlags::RENAME_WHITEOUT)
@@ -297,7 +315,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         let mode = open_mode(flags.0, req);
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.open(ino.0, mode).await {
                 Ok((fh, keep)) => {
                     let f = if keep {
@@ -325,7 +343,7 @@ impl fuser::Filesystem for FuseAdapter {
         let (fs, name) = (self.fs.clone(), name_str(name));
         let (uid, gid) = (req.uid(), req.gid());
         let mode_flags = open_mode(flags, req);
-        self.rt.spawn(async move {
+        self.run(async move {
             let r = async {
                 fs.create(parent.0, &name?, mode & !umask, mode_flags, uid, gid)
                     .await
@@ -356,6 +374,8 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
+        // Always a task: replies with data are copied out on the runtime's threads, in
+        // parallel, while fuser's thread goes on reading requests.
         self.rt.spawn(async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
@@ -378,7 +398,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let fs = self.fs.clone();
         let data = bytes::Bytes::copy_from_slice(data);
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.write(fh.0, offset, data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(&e)),
@@ -396,7 +416,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let fs = self.fs.clone();
         let caller = Some(req.pid());
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.flush(fh.0, caller).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
@@ -415,7 +435,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             // release cannot report to close(); the error was logged by the core.
             let _ = fs.release(fh.0).await;
             reply.ok();
@@ -431,7 +451,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.fsync(fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
@@ -441,7 +461,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.opendir(ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno(&e)),
@@ -458,7 +478,7 @@ impl fuser::Filesystem for FuseAdapter {
         mut reply: ReplyDirectory,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             match fs.readdir(fh.0, offset, READDIR_BATCH).await {
                 Ok(entries) => {
                     for e in entries {
@@ -482,7 +502,7 @@ impl fuser::Filesystem for FuseAdapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             let ttl = fs.ttl();
             match fs.readdir(fh.0, offset, READDIR_BATCH).await {
                 Ok(entries) => {

@@ -465,6 +465,12 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
     }
     let op = operation(&ctx)?;
     state.count(op);
+    log::debug!(
+        "{op}: {} {}/{}",
+        ctx.method,
+        ctx.bucket.as_ref().map_or("-", |b| b.name.as_str()),
+        ctx.key
+    );
 
     let (delay, failure) = state.faults.pick(op);
     if let Some(d) = delay {
