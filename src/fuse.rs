@@ -376,11 +376,17 @@ impl fuser::Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         // Always a task: replies with data are copied out on the runtime's threads, in
         // parallel, while fuser's thread goes on reading requests.
+        let received = std::time::Instant::now();
         self.rt.spawn(async move {
             match fs.read(fh.0, offset, size).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno(&e)),
             }
+            log::trace!(
+                "read fh {}: {size} bytes at {offset} answered after {:.2} ms",
+                fh.0,
+                received.elapsed().as_secs_f64() * 1000.0
+            );
         });
     }
 

@@ -225,6 +225,11 @@ fn run_mount(cfg: MountConfig) -> i32 {
             ),
         );
     }
+    // Two connections ready before the first call: a lookup sends a HEAD and a LIST at once,
+    // and a connection made on demand roughly doubles a request's time on a fast link.
+    runtime.block_on(async {
+        let _ = futures::future::join(client.head_bucket(), client.head_bucket()).await;
+    });
     let fs = Arc::new(Filesystem::new(client, cfg.fs.clone()));
     let adapter = FuseAdapter::new(fs, runtime.handle().clone());
     let mut fuse_cfg = fuser::Config::default();

@@ -782,8 +782,15 @@ impl CosClient {
         if has_body {
             builder = builder.body(req.body.clone().into_reqwest());
         }
+        let started = std::time::Instant::now();
         let resp = builder.send().await.map_err(CosError::from_reqwest)?;
         let status = resp.status().as_u16();
+        log::debug!(
+            "{} /{} -> {status}, headers after {:.2} ms",
+            req.method,
+            req.key.as_deref().unwrap_or(""),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         if (200..300).contains(&status) {
             return Ok(resp);
         }

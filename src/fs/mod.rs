@@ -1514,6 +1514,7 @@ impl Filesystem {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        log::trace!("read fh {fh}: {size} bytes at {offset}");
         let h = self.file_handle(fh)?;
         let mut g = h.lock().await;
         if let Some(w) = g.writer.as_mut()
