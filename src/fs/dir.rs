@@ -59,6 +59,50 @@ impl DirEntry {
     }
 }
 
+/// The next listing page, asked for while the kernel still reads the previous one: the
+/// marker it continues from, when it was asked, and the request. A copy of the handle (a
+/// listing kept in the cache) does not carry it; dropping it cancels the request.
+#[derive(Default)]
+pub struct NextPage(Option<NextPageTask>);
+
+type NextPageTask = (
+    String,
+    std::time::Instant,
+    tokio::task::JoinHandle<Result<ListPage, crate::cos::CosError>>,
+);
+
+impl NextPage {
+    pub fn start(&mut self, task: NextPageTask) {
+        self.0 = Some(task);
+    }
+
+    /// The request for the page after `marker`, if one is in flight.
+    pub fn take_for(&mut self, marker: &str) -> Option<NextPageTask> {
+        match self.0.take() {
+            Some(t) if t.0 == marker => Some(t),
+            Some((_, _, h)) => {
+                h.abort();
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+impl Clone for NextPage {
+    fn clone(&self) -> Self {
+        NextPage(None)
+    }
+}
+
+impl Drop for NextPage {
+    fn drop(&mut self) {
+        if let Some((_, _, h)) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
 /// An open directory: the entries seen so far and where the listing goes on.
 #[derive(Clone)]
 pub struct DirHandle {
@@ -74,6 +118,7 @@ pub struct DirHandle {
     pub local_added: bool,
     /// When the first page was asked for (a complete listing is as old as that).
     pub started: Option<std::time::Instant>,
+    pub next_page: NextPage,
 }
 
 /// Offsets: 1 is `.`, 2 is `..`, entry `i` is `i + 3`.
@@ -90,6 +135,7 @@ impl DirHandle {
             done: false,
             local_added: false,
             started: None,
+            next_page: NextPage::default(),
         }
     }
 

@@ -1758,20 +1758,38 @@ impl Filesystem {
             }
         }
         while !d.done && d.entries.len() < start + max {
-            let asked = Instant::now();
-            d.started.get_or_insert(asked);
-            let page = self
-                .client
-                .list_objects(
-                    ListObjects::new(d.prefix.clone())
+            let marker = d.marker.clone().unwrap_or_default();
+            let (asked, page) = match d.next_page.take_for(&marker) {
+                Some((_, asked, task)) => (
+                    asked,
+                    task.await
+                        .map_err(|e| FsError::Local(format!("listing task failed: {e}")))?,
+                ),
+                None => {
+                    let asked = Instant::now();
+                    let list = ListObjects::new(d.prefix.clone())
                         .delimiter("/")
-                        .marker(d.marker.clone().unwrap_or_default()),
-                )
-                .await
-                .map_err(FsError::Cos)?;
+                        .marker(marker);
+                    (asked, self.client.list_objects(list).await)
+                }
+            };
+            let page = page.map_err(FsError::Cos)?;
+            d.started.get_or_insert(asked);
             let first_new = d.entries.len();
             for (key, stat) in d.absorb(page, &self.skips) {
                 self.cache.insert_observed(&key, stat, asked);
+            }
+            // The next page is asked for now, while this one's entries are completed and
+            // read by the kernel: a large directory costs one LIST round trip, not one a page.
+            if !d.done
+                && let Some(next) = d.marker.clone()
+            {
+                let client = self.client.clone();
+                let list = ListObjects::new(d.prefix.clone())
+                    .delimiter("/")
+                    .marker(next.clone());
+                let task = tokio::spawn(async move { client.list_objects(list).await });
+                d.next_page.start((next, Instant::now(), task));
             }
             self.complete_entries(&mut d, first_new).await;
             if d.done
