@@ -473,6 +473,10 @@ run_stat() {
 
 start_emulator
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+# CPU pressure (the share of time something waited for a CPU, averaged over 60 s): on a shared
+# host it says how much the figures are worth; empty where the kernel has no PSI.
+cpu_pressure() { awk '/^some/ { sub("avg60=", "", $3); print $3 }' /proc/pressure/cpu 2>/dev/null || true; }
+psi_start="$(cpu_pressure)"
 revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git status --porcelain -- src 2>/dev/null)" ]]; then
   revision+="+uncommitted-src-changes"
@@ -490,12 +494,17 @@ total_s="$(elapsed "$started" "$EPOCHREALTIME")"
 status=0
 python3 - "$raw" "$root/bench-results.json" "$total_s" "$(nproc)" "$(uname -r)" \
   "$SIZE_MB" "$OBJECTS" "$FILES" "$RUNTIME" "$REPEAT" "$TTFB_TRIES" "$PART_SIZE" "$CONCURRENCY" \
-  "${BENCH_STRICT:-0}" "$load_start" "$revision" <<'EOF' || status=$?
+  "${BENCH_STRICT:-0}" "$load_start" "$revision" "$psi_start" <<'EOF' || status=$?
 import datetime, json, statistics, sys
 
 (raw_path, out_path, total_s, nproc, kernel, size_mb, objects, files, runtime, repeat,
- ttfb_tries, part_size, concurrency, strict, load_start, revision) = sys.argv[1:]
+ ttfb_tries, part_size, concurrency, strict, load_start, revision, psi_start) = sys.argv[1:]
 load_end = " ".join(open("/proc/loadavg").read().split()[:3])
+try:
+    psi_end = open("/proc/pressure/cpu").read().split()[2].split("=")[1]
+except (OSError, IndexError):
+    psi_end = ""
+psi_text = f"; CPU pressure {psi_start or '?'}% -> {psi_end or '?'}%" if psi_start or psi_end else ""
 raw = {}
 for line in open(raw_path):
     w, metric, value = line.rstrip("\n").split("\t")
@@ -586,7 +595,7 @@ judged = [r for r in rows if r["met"] is not None]
 met = sum(1 for r in judged if r["met"])
 print(f"\n{met} of {len(judged)} targets met; ratios are mount / baseline, medians of "
       f"{repeat} runs ({ttfb_tries} for ttfb); {nproc} CPUs, kernel {kernel}; "
-      f"load {load_start} -> {load_end}; took {float(total_s):.0f} s")
+      f"load {load_start} -> {load_end}{psi_text}; took {float(total_s):.0f} s")
 
 result = {
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -595,6 +604,8 @@ result = {
     "revision": revision,
     "loadavg_start": load_start,
     "loadavg_end": load_end,
+    "cpu_pressure_avg60_start": psi_start,
+    "cpu_pressure_avg60_end": psi_end,
     "settings": {
         "size_mb": int(size_mb), "objects": int(objects), "files": int(files),
         "randread_runtime_s": int(runtime), "repeat": int(repeat),
