@@ -1356,6 +1356,46 @@ fn regression_rename_of_an_open_file_multipart() {
     ]);
 }
 
+/// A new file whose bytes are all still in memory (never spilled to the staging file) is
+/// committed by fsync and then read through the same descriptor: the read must come from the
+/// handle, not from a version the handle never opened (it answered 0 bytes).
+#[test]
+fn regression_read_after_fsync_of_a_file_held_in_memory() {
+    for args in [MOUNT_ARGS, UNCACHED_MOUNT_ARGS] {
+        replay_with(
+            args,
+            vec![
+                Open {
+                    slot: 0,
+                    path: "a",
+                    rw: true,
+                    trunc: false,
+                    create: true,
+                    append: true,
+                },
+                Write {
+                    slot: 0,
+                    off: 0,
+                    len: 1329,
+                    seed: 0,
+                },
+                Write {
+                    slot: 0,
+                    off: 0,
+                    len: 6606,
+                    seed: 0,
+                },
+                Fsync(0),
+                Read {
+                    slot: 0,
+                    off: 0,
+                    len: 1,
+                },
+            ],
+        );
+    }
+}
+
 /// The same with a small file opened (not created) by the handle: the bytes not written
 /// through it are fetched at commit from the old key, which the rename deleted.
 #[test]

@@ -414,9 +414,10 @@ impl WriteHandle {
         self.touched || self.meta_dirty || (self.content_dirty && self.base.is_none())
     }
 
-    /// Whether reads must come from the staging file (something was written or truncated).
+    /// Whether reads must come through the handle (something was written or truncated, or
+    /// bytes wait in memory).
     pub fn has_local_content(&self) -> bool {
-        self.content_dirty || self.file.is_some()
+        self.content_dirty || self.file.is_some() || self.tail.is_some()
     }
 
     pub fn base(&self) -> Option<&Base> {
@@ -509,7 +510,18 @@ impl WriteHandle {
                 self.finish_tail().await?;
             }
             if self.tail.is_none() && !self.start_tail(pos) {
-                break;
+                let ps = self.cfg.part_size;
+                let (start, next) = part_bounds(part_at(pos, ps), ps);
+                if start == pos || next >= pos + data.len() as u64 {
+                    break;
+                }
+                // Appending from inside a part (after an fsync, or to an object whose size is
+                // not a part boundary): the bytes up to the next part go to the staging file,
+                // and a tail may start there.
+                let head = data.split_to((next - pos) as usize);
+                self.write_file(head, pos).await?;
+                pos = next;
+                continue;
             }
             let t = self.tail.as_mut().expect("a tail");
             let n = data.len().min(t.cap - t.len());
@@ -520,6 +532,10 @@ impl WriteHandle {
         if data.is_empty() {
             return Ok(());
         }
+        self.write_file(data, pos).await
+    }
+
+    async fn write_file(&mut self, data: Bytes, pos: u64) -> FsResult<()> {
         let file = self.file()?;
         tokio::task::spawn_blocking(move || file.write_all_at(&data, pos))
             .await
