@@ -202,7 +202,8 @@ struct Tail {
     /// the capacity reserved at the start, so it never moves.
     buf: Vec<u8>,
     pad: usize,
-    _memory: tokio::sync::OwnedSemaphorePermit,
+    /// The share of `TAIL_MEMORY` these bytes hold; it goes with them to the upload.
+    memory: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Tail {
@@ -570,7 +571,7 @@ impl WriteHandle {
             cap: cap as usize,
             buf,
             pad,
-            _memory: memory,
+            memory,
         });
         true
     }
@@ -604,7 +605,7 @@ impl WriteHandle {
     /// cannot start, the commit sends the part.
     async fn finish_tail(&mut self) -> FsResult<()> {
         let t = self.tail.take().expect("a tail");
-        let (part, start, memory) = (t.part, t.start, t._memory);
+        let (part, start, memory) = (t.part, t.start, t.memory);
         let data = Bytes::from(t.buf).slice(t.pad..);
         self.stage_bytes(data.clone(), start).await?;
         let metadata = self.final_metadata(SystemTime::now());
