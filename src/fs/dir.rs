@@ -65,7 +65,7 @@ impl DirEntry {
 #[derive(Default)]
 pub struct NextPage(Option<NextPageTask>);
 
-type NextPageTask = (
+pub type NextPageTask = (
     String,
     std::time::Instant,
     tokio::task::JoinHandle<Result<ListPage, crate::cos::CosError>>,

@@ -1759,21 +1759,14 @@ impl Filesystem {
         }
         while !d.done && d.entries.len() < start + max {
             let marker = d.marker.clone().unwrap_or_default();
-            let (asked, page) = match d.next_page.take_for(&marker) {
-                Some((_, asked, task)) => (
-                    asked,
-                    task.await
-                        .map_err(|e| FsError::Local(format!("listing task failed: {e}")))?,
-                ),
-                None => {
-                    let asked = Instant::now();
-                    let list = ListObjects::new(d.prefix.clone())
-                        .delimiter("/")
-                        .marker(marker);
-                    (asked, self.client.list_objects(list).await)
-                }
+            let (_, asked, task) = match d.next_page.take_for(&marker) {
+                Some(t) => t,
+                None => self.list_page(&d.prefix, marker),
             };
-            let page = page.map_err(FsError::Cos)?;
+            let page = task
+                .await
+                .map_err(|e| FsError::Local(format!("listing task failed: {e}")))?
+                .map_err(FsError::Cos)?;
             d.started.get_or_insert(asked);
             let first_new = d.entries.len();
             for (key, stat) in d.absorb(page, &self.skips) {
@@ -1784,12 +1777,8 @@ impl Filesystem {
             if !d.done
                 && let Some(next) = d.marker.clone()
             {
-                let client = self.client.clone();
-                let list = ListObjects::new(d.prefix.clone())
-                    .delimiter("/")
-                    .marker(next.clone());
-                let task = tokio::spawn(async move { client.list_objects(list).await });
-                d.next_page.start((next, Instant::now(), task));
+                let t = self.list_page(&d.prefix, next);
+                d.next_page.start(t);
             }
             self.complete_entries(&mut d, first_new).await;
             if d.done
@@ -1829,6 +1818,16 @@ impl Filesystem {
             });
         }
         Ok(out)
+    }
+
+    /// Starts fetching the listing page of `prefix` that follows `marker`.
+    fn list_page(&self, prefix: &str, marker: String) -> dir::NextPageTask {
+        let client = self.client.clone();
+        let list = ListObjects::new(prefix.to_string())
+            .delimiter("/")
+            .marker(marker.clone());
+        let task = tokio::spawn(async move { client.list_objects(list).await });
+        (marker, Instant::now(), task)
     }
 
     /// Gives entries `from..` of a listing their full attributes: what the cache knows for the
