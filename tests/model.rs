@@ -492,6 +492,36 @@ fn close_fd(f: File) -> Result<(), i32> {
     }
 }
 
+/// `echo content > f; : > f`: a file with content, then an open with O_TRUNC alone and a
+/// close (such a descriptor is committed at release, after close(2) has returned).
+fn write_then_empty_by_o_trunc(f: &Path) {
+    std::fs::write(f, b"content").unwrap();
+    close_fd(
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(f)
+            .unwrap(),
+    )
+    .unwrap();
+}
+
+/// Fails listing every wrong result a regression test collected (`context`: what was
+/// expected, or how many tries there were).
+fn assert_none_wrong(wrong: &[String], context: &str) {
+    assert!(
+        wrong.is_empty(),
+        "{} wrong{}:\n{}",
+        wrong.len(),
+        if context.is_empty() {
+            String::new()
+        } else {
+            format!(" ({context})")
+        },
+        wrong.join("\n")
+    );
+}
+
 fn read_at_most(f: &File, off: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let mut n = 0;
@@ -1447,16 +1477,7 @@ fn regression_rename_right_after_close_of_the_file() {
     let mut wrong = Vec::new();
     for i in 0..300 {
         let (f, g) = (m.join(&format!("f{i}")), m.join(&format!("g{i}")));
-        std::fs::write(&f, b"content").unwrap();
-        // `: > f`: O_TRUNC alone, committed at release.
-        close_fd(
-            OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&f)
-                .unwrap(),
-        )
-        .unwrap();
+        write_then_empty_by_o_trunc(&f);
         if let Err(e) = std::fs::rename(&f, &g) {
             wrong.push(format!("rename f{i} g{i} right after `: > f{i}`: {e}"));
             continue;
@@ -1466,12 +1487,7 @@ fn regression_rename_right_after_close_of_the_file() {
             other => wrong.push(format!("g{i} after the rename: {other:?}, expected empty")),
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} of 300 wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong, "out of 300");
 }
 
 /// `: > f; echo x >> f`: the truncation of `: > f` (O_TRUNC alone) is committed at release,
@@ -1486,15 +1502,7 @@ fn regression_reopen_right_after_an_o_trunc_close_sees_the_truncation() {
     let mut wrong = Vec::new();
     for i in 0..300 {
         let f = m.join(&format!("f{i}"));
-        std::fs::write(&f, b"content").unwrap();
-        close_fd(
-            OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&f)
-                .unwrap(),
-        )
-        .unwrap();
+        write_then_empty_by_o_trunc(&f);
         let h = OpenOptions::new().append(true).open(&f).unwrap();
         h.write_all_at(b"x", 0).unwrap();
         if let Err(e) = close_fd(h) {
@@ -1512,12 +1520,7 @@ fn regression_reopen_right_after_an_o_trunc_close_sees_the_truncation() {
             ));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} of 300 wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong, "out of 300");
 }
 
 /// ftruncate of a descriptor whose (committed) file was unlinked: ESTALE, where write(2)
@@ -1635,12 +1638,7 @@ fn regression_truncate_and_chmod_by_path_change_only_their_file_while_another_is
             y.mode() & 0o7777
         ));
     }
-    assert!(
-        wrong.is_empty(),
-        "{} wrong results:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong, "");
 }
 
 /// With `--metadata-ttl 0s`, readdir typed a symlink as a regular file (lstat was right).
@@ -1694,16 +1692,7 @@ fn regression_truncate_and_chmod_right_after_an_o_trunc_close() {
     let mut wrong = Vec::new();
     for i in 0..200 {
         let f = m.join(&format!("f{i}"));
-        std::fs::write(&f, b"content").unwrap();
-        // `: > f`: O_TRUNC alone, committed at release.
-        close_fd(
-            OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&f)
-                .unwrap(),
-        )
-        .unwrap();
+        write_then_empty_by_o_trunc(&f);
         let c = CString::new(f.as_os_str().as_bytes()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::truncate(c.as_ptr(), 5000) }, 0);
@@ -1730,12 +1719,7 @@ fn regression_truncate_and_chmod_right_after_an_o_trunc_close() {
             ));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} wrong (expected 5000 zero bytes, mode 600):\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong, "expected 5000 zero bytes, mode 600");
 }
 
 /// `: > f; rm f`: the O_TRUNC-only descriptor is committed at RELEASE, which the kernel sends
@@ -1748,16 +1732,7 @@ fn regression_unlink_and_rename_right_after_an_o_trunc_close_do_not_resurrect() 
     let m = Mount::start(&emu, MOUNT_ARGS);
     for i in 0..200 {
         let f = m.join(&format!("f{i}"));
-        std::fs::write(&f, b"content").unwrap();
-        // `: > f`: O_TRUNC alone, committed at release.
-        close_fd(
-            OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&f)
-                .unwrap(),
-        )
-        .unwrap();
+        write_then_empty_by_o_trunc(&f);
         if i % 2 == 0 {
             std::fs::remove_file(&f).unwrap();
         } else {
@@ -1782,12 +1757,7 @@ fn regression_unlink_and_rename_right_after_an_o_trunc_close_do_not_resurrect() 
             }
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} wrong:\n{}",
-        wrong.len(),
-        wrong.join("\n")
-    );
+    assert_none_wrong(&wrong, "");
 }
 
 /// A new file, still open and never committed, renamed over an existing file: the old
