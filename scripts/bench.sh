@@ -126,10 +126,9 @@ die() {
   exit 1
 }
 
-# mountinfo's fifth field is the mountpoint, with spaces written as \040.
-is_mounted() {
-  MNT="${mnt// /\\040}" awk '$5 == ENVIRON["MNT"] { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
+prog=bench
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 cleanup() {
   local status=$?
@@ -218,17 +217,8 @@ start_emulator() {
     --secret-id "$COS_SECRET_ID" --secret-key "$COS_SECRET_KEY" --bucket "$bucket" \
     </dev/null >"$tmp/emulator.out" 2>"$tmp/emulator.err" &
   emu_pid=$!
-  local line="" i
-  for ((i = 0; i < 200; i++)); do
-    if [[ -s "$tmp/emulator.out" ]]; then
-      IFS= read -r line <"$tmp/emulator.out" || true
-      [[ "$line" == "listening on http://"* ]] && break
-    fi
-    kill -0 "$emu_pid" 2>/dev/null || die "the emulator exited before listening"
-    sleep 0.05
-  done
-  [[ "$line" == "listening on http://"* ]] || die "the emulator did not print its address within 10 s"
-  export COS_ENDPOINT="${line#listening on }"
+  COS_ENDPOINT="$(emulator_url "$emu_pid" "$tmp/emulator.out")" || exit 1
+  export COS_ENDPOINT
   log "emulator at $COS_ENDPOINT (pid $emu_pid), data in $tmp/data"
 }
 
@@ -239,16 +229,10 @@ mount_start() {
   "$cosmount" "$bucket" "$mnt" --endpoint "$COS_ENDPOINT" -f \
     --cache-dir "$tmp/cache" "$@" </dev/null >>"$tmp/cosmount.log" 2>&1 &
   mnt_pid=$!
-  local i
-  for ((i = 0; i < 600; i++)); do
-    is_mounted && return 0
-    kill -0 "$mnt_pid" 2>/dev/null || {
-      mnt_pid=""
-      die "cosmount exited before mounting"
-    }
-    sleep 0.05
-  done
-  die "the mount did not appear within 30 s"
+  if ! wait_mounted "$mnt_pid"; then
+    kill -0 "$mnt_pid" 2>/dev/null || mnt_pid=""
+    exit 1
+  fi
 }
 
 # Unmounts and waits (up to 20 s) for the process to exit.

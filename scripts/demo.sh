@@ -89,10 +89,9 @@ mkdir -p "$mnt" "$tmp/cache"
 emu_pid=""
 finished=0
 
-# mountinfo's fifth field is the mountpoint, with spaces written as \040.
-is_mounted() {
-  MNT="${mnt// /\\040}" awk '$5 == ENVIRON["MNT"] { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
+prog=demo
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # The PID of this demo's cosmount process: the only one whose command line names this
 # (unique) temporary mountpoint.
@@ -167,24 +166,8 @@ fi
   --secret-id "$secret_id" --secret-key "$secret_key" --bucket "$bucket" \
   </dev/null >"$tmp/emulator.out" 2>"$tmp/emulator.err" &
 emu_pid=$!
-line=""
-for ((i = 0; i < 200; i++)); do
-  if [[ -s "$tmp/emulator.out" ]]; then
-    IFS= read -r line <"$tmp/emulator.out" || true
-    [[ "$line" == "listening on http://"* ]] && break
-  fi
-  if ! kill -0 "$emu_pid" 2>/dev/null; then
-    echo "demo: the emulator exited before listening" >&2
-    exit 1
-  fi
-  sleep 0.05
-done
-if [[ "$line" != "listening on http://"* ]]; then
-  echo "demo: the emulator did not print its address within 10 s" >&2
-  exit 1
-fi
-url="${line#listening on }"
-echo "$line"
+url="$(emulator_url "$emu_pid" "$tmp/emulator.out")" || exit 1
+echo "listening on $url"
 
 step "Mounting the bucket (cosmount returns once the mount is ready)"
 mount_bucket

@@ -60,10 +60,9 @@ mkdir -p "$mnt" "$tmp/cache" "$tmp/artifacts"
 emu_pid=""
 mount_pid=""
 
-# mountinfo's fifth field is the mountpoint, with spaces written as \040.
-is_mounted() {
-  MNT="${mnt// /\\040}" awk '$5 == ENVIRON["MNT"] { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
+prog=fsx.sh
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
@@ -100,41 +99,18 @@ trap 'exit 129' HUP
   --secret-id "$secret_id" --secret-key "$secret_key" --bucket "$bucket" \
   </dev/null >"$tmp/emulator.out" 2>"$tmp/emulator.err" &
 emu_pid=$!
-line=""
-for ((i = 0; i < 200; i++)); do
-  if [[ -s "$tmp/emulator.out" ]]; then
-    IFS= read -r line <"$tmp/emulator.out" || true
-    [[ "$line" == "listening on http://"* ]] && break
-  fi
-  if ! kill -0 "$emu_pid" 2>/dev/null; then
-    echo "fsx.sh: the emulator exited before listening:" >&2
-    cat "$tmp/emulator.err" >&2
-    exit 2
-  fi
-  sleep 0.05
-done
-if [[ "$line" != "listening on http://"* ]]; then
-  echo "fsx.sh: the emulator did not print its address within 10 s" >&2
+if ! url="$(emulator_url "$emu_pid" "$tmp/emulator.out")"; then
+  cat "$tmp/emulator.err" >&2
   exit 2
 fi
-url="${line#listening on }"
 
 COS_SECRET_ID="$secret_id" COS_SECRET_KEY="$secret_key" RUST_LOG="${RUST_LOG:-info}" \
   "$cosmount" "$bucket" "$mnt" --endpoint "$url" -f \
   --cache-dir "$tmp/cache" --part-size "$part_size" \
   </dev/null >"$tmp/cosmount.log" 2>&1 &
 mount_pid=$!
-for ((i = 0; i < 600; i++)); do
-  is_mounted && break
-  if ! kill -0 "$mount_pid" 2>/dev/null; then
-    echo "fsx.sh: cosmount exited before mounting:" >&2
-    cat "$tmp/cosmount.log" >&2
-    exit 2
-  fi
-  sleep 0.05
-done
-if ! is_mounted; then
-  echo "fsx.sh: $mnt did not appear in /proc/self/mountinfo within 30 s" >&2
+if ! wait_mounted "$mount_pid"; then
+  cat "$tmp/cosmount.log" >&2
   exit 2
 fi
 
