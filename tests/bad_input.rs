@@ -71,17 +71,19 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
         emu.config.secret_id,
         emu.config.secret_key.expose()
     );
-    let base = |extra: &[&str]| -> Vec<String> {
+    let p = |path: &std::path::Path| path.to_str().unwrap().to_string();
+    // BUCKET MOUNTPOINT --endpoint URL, then `extra`.
+    let at = |mountpoint: &str, extra: &[&str]| -> Vec<String> {
         let mut v = vec![
             BUCKET.to_string(),
-            m.clone(),
+            mountpoint.to_string(),
             "--endpoint".into(),
             ep.clone(),
         ];
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let p = |path: &std::path::Path| path.to_str().unwrap().to_string();
+    let base = |extra: &[&str]| at(&m, extra);
     let cases = vec![
         Case {
             name: "malformed --credential",
@@ -259,42 +261,21 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
         },
         Case {
             name: "mountpoint missing",
-            args: vec![
-                BUCKET.into(),
-                p(&d.join("nope")),
-                "--endpoint".into(),
-                ep.clone(),
-                "--credential".into(),
-                good.clone(),
-            ],
+            args: at(&p(&d.join("nope")), &["--credential", &good]),
             env: vec![],
             code: 1,
             expect: "does not exist",
         },
         Case {
             name: "mountpoint is a file",
-            args: vec![
-                BUCKET.into(),
-                p(&a_file),
-                "--endpoint".into(),
-                ep.clone(),
-                "--credential".into(),
-                good.clone(),
-            ],
+            args: at(&p(&a_file), &["--credential", &good]),
             env: vec![],
             code: 1,
             expect: "not a directory",
         },
         Case {
             name: "mountpoint not empty",
-            args: vec![
-                BUCKET.into(),
-                p(&full),
-                "--endpoint".into(),
-                ep.clone(),
-                "--credential".into(),
-                good.clone(),
-            ],
+            args: at(&p(&full), &["--credential", &good]),
             env: vec![],
             code: 1,
             expect: "not empty",
