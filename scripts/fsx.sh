@@ -29,59 +29,18 @@ part_size="${FSX_PART_SIZE:-1M}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-if ! command -v fsx >/dev/null 2>&1; then
-  echo "fsx.sh: fsx is not installed: run 'cargo install fsx'" >&2
-  exit 2
-fi
-if ! command -v fusermount3 >/dev/null 2>&1 || [[ ! -e /dev/fuse ]]; then
-  echo "fsx.sh: FUSE is not available (no fusermount3 or /dev/fuse)" >&2
-  exit 2
-fi
-if [[ "${COSMOUNT_SKIP_BUILD:-}" != 1 ]]; then
-  cargo build --release --bins
-fi
-cosmount="$root/target/release/cosmount"
-emulator="$root/target/release/cos-emulator"
-for bin in "$cosmount" "$emulator"; do
-  if [[ ! -x "$bin" ]]; then
-    echo "fsx.sh: $bin is missing; run 'cargo build --release --bins'" >&2
-    exit 2
-  fi
-done
-
-bucket="fsx-1250000000"
-secret_id="AKIDcosmountFSX"
-secret_key="cosmount-fsx-secret-key"
-
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/cosmount-fsx.XXXXXX")"
-tmp="$(cd "$tmp" && pwd -P)" # mountinfo shows resolved paths
-mnt="$tmp/mnt"
-mkdir -p "$mnt" "$tmp/cache" "$tmp/artifacts"
-emu_pid=""
-mount_pid=""
-
 prog=fsx.sh
 # shellcheck source=scripts/lib.sh
 source "$root/scripts/lib.sh"
+stack_prepare fsx "cargo install fsx"
+stack_tmpdir fsx
+mkdir -p "$tmp/artifacts"
 
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   local status=$?
   trap - EXIT INT TERM HUP
-  if is_mounted; then
-    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null || true
-  fi
-  local pid i
-  for pid in "$mount_pid" "$emu_pid"; do
-    [[ -n "$pid" ]] || continue
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      ((i == 20)) && kill "$pid" 2>/dev/null
-      sleep 0.05
-    done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stack_stop
   if [[ "${FSX_KEEP:-}" == 1 ]]; then
     echo "fsx.sh: kept $tmp" >&2
   else
@@ -94,37 +53,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# The emulator on a free port; its first line says where.
-"$emulator" --listen 127.0.0.1:0 --data-dir "$tmp/data" \
-  --secret-id "$secret_id" --secret-key "$secret_key" --bucket "$bucket" \
-  </dev/null >"$tmp/emulator.out" 2>"$tmp/emulator.err" &
-emu_pid=$!
-if ! url="$(emulator_url "$emu_pid" "$tmp/emulator.out")"; then
-  cat "$tmp/emulator.err" >&2
-  exit 2
-fi
-
-COS_SECRET_ID="$secret_id" COS_SECRET_KEY="$secret_key" RUST_LOG="${RUST_LOG:-info}" \
-  "$cosmount" "$bucket" "$mnt" --endpoint "$url" -f \
-  --cache-dir "$tmp/cache" --part-size "$part_size" \
-  </dev/null >"$tmp/cosmount.log" 2>&1 &
-mount_pid=$!
-if ! wait_mounted "$mount_pid"; then
-  cat "$tmp/cosmount.log" >&2
-  exit 2
-fi
+stack_start fsx-1250000000 --part-size "$part_size"
 
 # fsx's configuration. Everything cosmount supports on one descriptor is on; left out:
-# - posix_fallocate and punch_hole: cosmount implements no fallocate(2) (EOPNOTSUPP), and
-#   fsx treats any error as fatal;
+# - punch_hole: cosmount's fallocate(2) only extends files (mode 0), and fsx treats any
+#   error (EOPNOTSUPP) as fatal;
 # - nothing else. mmap reads and writes (MAP_SHARED, msync) go through the kernel page cache
 #   and FUSE writes of the same handle; close_open commits (flush) and reopens; fsync and
 #   fdatasync commit; copy_file_range falls back to the kernel's read/write copy; sendfile
 #   and posix_fadvise are page-cache reads.
-# All of fsx's operations use one descriptor at a time, which is what docs/SEMANTICS.md
-# promises byte-exact behaviour for ("Reading a file being written through the same
-# descriptor returns what was written"); close_open checks that what was committed is what
-# the next descriptor reads.
+# fsx uses one descriptor at a time (the reference-model test, tests/model.rs, covers several);
+# close_open checks that what was committed is what the next descriptor reads.
 cat >"$tmp/fsx.toml" <<EOF
 flen = $flen
 [opsize]
@@ -139,7 +78,7 @@ invalidate = 1
 truncate = 3
 fsync = 2
 fdatasync = 1
-posix_fallocate = 0
+posix_fallocate = 1
 punch_hole = 0
 sendfile = 2
 posix_fadvise = 1

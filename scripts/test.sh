@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, client-vs-emulator tests, real FUSE mounts over the
-# emulator, Tencent's official Python SDK against the emulator, and a bounded run of fsx (an
-# independent file-system exerciser) on a mount. Needs fuse3 (/dev/fuse, fusermount3), python3
-# with venv, curl; see .ci/run for a fresh Debian machine. The SDK (in a venv) and fsx (with
+# emulator, Tencent's official Python SDK against the emulator, a bounded run of fsx (an
+# independent file-system exerciser) on a mount, and pjdfstest (the POSIX test suite) on a
+# mount beside a local directory. Needs fuse3 (/dev/fuse, fusermount3), python3 with venv,
+# curl; see .ci/run for a fresh Debian machine. The SDK (in a venv), fsx and pjdfstest (with
 # cargo) are installed under target/ the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +14,19 @@ COSMOUNT_SDK_PYTHON="$(scripts/sdk-venv.sh)"
 export COSMOUNT_SDK_PYTHON
 cargo test --release -- --test-threads="${COSMOUNT_TEST_THREADS:-2}"
 scripts/conformance.sh
-if ! command -v fsx >/dev/null 2>&1; then
-  if [[ ! -x target/tools/bin/fsx ]]; then
-    echo "test.sh: installing fsx (cargo install fsx) under target/tools" >&2
-    cargo install --quiet --locked --root target/tools fsx
+# Independent checkers from crates.io, installed once under target/tools.
+export PATH="$PWD/target/tools/bin:$PATH"
+for tool in fsx pjdfstest; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test.sh: installing $tool (cargo install $tool) under target/tools" >&2
+    cargo install --quiet --locked --root target/tools "$tool"
   fi
-  export PATH="$PWD/target/tools/bin:$PATH"
-fi
+done
 COSMOUNT_SKIP_BUILD=1 scripts/fsx.sh "${COSMOUNT_FSX_OPS:-5000}"
+# pjdfstest switches to its dummy users, so it runs as root.
+if [[ "$(id -u)" == 0 ]]; then
+  COSMOUNT_SKIP_BUILD=1 scripts/pjdfstest.sh
+else
+  sudo env PATH="$PATH" COSMOUNT_SKIP_BUILD=1 scripts/pjdfstest.sh
+fi
 echo "all tests passed"

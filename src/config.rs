@@ -132,9 +132,15 @@ pub struct MountArgs {
     /// How long metadata is trusted: e.g. 1s (default), 30s, or `indefinite`.
     #[arg(long)]
     pub metadata_ttl: Option<String>,
-    /// How long a missing name is remembered (default 1s).
+    /// How long a missing name is remembered (default 0s: an object another client creates
+    /// is found at once), e.g. 1s.
     #[arg(long)]
     pub negative_ttl: Option<String>,
+    /// How long a complete directory listing is reused for a repeated `ls` and for lookups of
+    /// names it lacks (default 0s: never; another client's new and removed objects show at
+    /// once), e.g. 5s.
+    #[arg(long)]
+    pub listing_ttl: Option<String>,
     /// Entries in the metadata cache (default 100000).
     #[arg(long)]
     pub metadata_cache_size: Option<usize>,
@@ -473,6 +479,7 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
             "dir_mode" => set(&mut args.dir_mode, need(value)?),
             "metadata_ttl" => set(&mut args.metadata_ttl, need(value)?),
             "negative_ttl" => set(&mut args.negative_ttl, need(value)?),
+            "listing_ttl" => set(&mut args.listing_ttl, need(value)?),
             "metadata_cache_size" => set(
                 &mut args.metadata_cache_size,
                 num(need(value)?, "metadata_cache_size")? as usize,
@@ -704,6 +711,9 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     }
     if let Some(t) = &a.negative_ttl {
         fs.negative_ttl = parse_duration(t)?;
+    }
+    if let Some(t) = &a.listing_ttl {
+        fs.listing_ttl = parse_duration(t)?;
     }
     if let Some(n) = a.metadata_cache_size {
         if n == 0 {

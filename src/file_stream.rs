@@ -7,8 +7,23 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::Stream;
 
+/// The error inside the `UnexpectedEof` that ends a stream of a file shorter than the range
+/// it was to send (a staging file truncated while one of its parts was being uploaded):
+/// trying again cannot help, unlike a broken connection.
+#[derive(Debug)]
+pub struct FileShorterThanRange;
+
+impl std::fmt::Display for FileShorterThanRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the file is shorter than the range being sent")
+    }
+}
+
+impl std::error::Error for FileShorterThanRange {}
+
 /// Streams `len` bytes of `file` starting at `offset`, `chunk` bytes at a time. A file shorter
-/// than promised ends the stream with an `UnexpectedEof` error, never short data.
+/// than promised ends the stream with an `UnexpectedEof` error (holding
+/// `FileShorterThanRange`), never short data.
 pub fn file_range(
     file: Arc<std::fs::File>,
     offset: u64,
@@ -23,7 +38,14 @@ pub fn file_range(
         let f = file.clone();
         let res = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; n as usize];
-            f.read_exact_at(&mut buf, off).map(|_| Bytes::from(buf))
+            f.read_exact_at(&mut buf, off)
+                .map(|_| Bytes::from(buf))
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => {
+                        std::io::Error::new(e.kind(), FileShorterThanRange)
+                    }
+                    _ => e,
+                })
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));

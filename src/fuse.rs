@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 
 use crate::fs::attrs::{Attr, Kind};
 use crate::fs::error::FsError;
-use crate::fs::{Filesystem, OpenMode, SetAttr};
+use crate::fs::{Filesystem, OpenMode, SetAttr, SetTime};
 
 /// Largest write the kernel may send in one request (the kernel caps it at 256 pages).
 const MAX_WRITE: u32 = 1 << 20;
@@ -30,11 +30,22 @@ const READDIR_BATCH: usize = 512;
 pub struct FuseAdapter {
     fs: Arc<Filesystem>,
     rt: Handle,
+    /// Sends invalidations to the kernel; set once the session exists (`notifier`).
+    notifier: Arc<OnceLock<fuser::Notifier>>,
 }
 
 impl FuseAdapter {
     pub fn new(fs: Arc<Filesystem>, rt: Handle) -> Self {
-        FuseAdapter { fs, rt }
+        FuseAdapter {
+            fs,
+            rt,
+            notifier: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Where `main` puts the session's notifier once the session is made.
+    pub fn notifier(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
     }
 
     /// Runs a callback's work and its reply: at once on fuser's thread if it finishes without
@@ -64,6 +75,10 @@ fn file_type(kind: Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -73,16 +88,16 @@ impl From<&Attr> for FileAttr {
             ino: INodeNo(a.ino),
             size: a.size,
             blocks: a.size.div_ceil(512),
-            atime: a.mtime,
+            atime: a.atime,
             mtime: a.mtime,
-            ctime: a.mtime,
+            ctime: a.ctime,
             crtime: a.mtime,
             kind: file_type(a.kind),
             perm: a.perm,
-            nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+            nlink: a.nlink,
             uid: a.uid,
             gid: a.gid,
-            rdev: 0,
+            rdev: a.rdev,
             blksize: 1 << 20,
             flags: 0,
         }
@@ -95,10 +110,10 @@ fn name_str(name: &OsStr) -> Result<String, FsError> {
     ))
 }
 
-fn time_of(t: TimeOrNow) -> SystemTime {
+fn time_of(t: TimeOrNow) -> SetTime {
     match t {
-        TimeOrNow::SpecificTime(t) => t,
-        TimeOrNow::Now => SystemTime::now(),
+        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+        TimeOrNow::Now => SetTime::Now,
     }
 }
 
@@ -109,6 +124,7 @@ fn open_mode(flags: i32, req: &Request) -> OpenMode {
         write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
         truncate: flags & libc::O_TRUNC != 0,
         exclusive: flags & libc::O_EXCL != 0,
+        append: flags & libc::O_APPEND != 0,
         caller: Some(req.pid()),
     }
 }
@@ -168,7 +184,7 @@ impl fuser::Filesystem for FuseAdapter {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -185,6 +201,7 @@ impl fuser::Filesystem for FuseAdapter {
             gid,
             size,
             mtime: mtime.map(time_of),
+            atime: atime.map(time_of),
         };
         self.run(async move {
             match fs.setattr(ino.0, fh.map(|f| f.0), change).await {
@@ -217,6 +234,31 @@ impl fuser::Filesystem for FuseAdapter {
         let (uid, gid) = (req.uid(), req.gid());
         self.run(async move {
             match async { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await }.await {
+                Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        let (uid, gid) = (req.uid(), req.gid());
+        self.run(async move {
+            let r = async {
+                fs.mknod(parent.0, &name?, mode & !umask, rdev, uid, gid)
+                    .await
+            }
+            .await;
+            match r {
                 Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -393,7 +435,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -404,9 +446,24 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let fs = self.fs.clone();
         let data = bytes::Bytes::copy_from_slice(data);
+        let notifier = self.notifier.clone();
         self.run(async move {
             match fs.write(fh.0, offset, data).await {
-                Ok(n) => reply.written(n),
+                Ok(w) => {
+                    reply.written(w.len);
+                    if w.moved
+                        && let Some(n) = notifier.get().cloned()
+                    {
+                        // The kernel put the bytes at its idea of the end in its page cache:
+                        // drop its pages and attributes, once it has our answer (it holds
+                        // the pages locked until then).
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = n.inval_inode(ino, 0, 0) {
+                                log::debug!("invalidating inode {}: {e}", ino.0);
+                            }
+                        });
+                    }
+                }
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -459,6 +516,25 @@ impl fuser::Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.run(async move {
             match fs.fsync(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.run(async move {
+            match fs.fallocate(fh.0, offset, length, mode).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(&e)),
             }
@@ -524,6 +600,10 @@ impl fuser::Filesystem for FuseAdapter {
                                     uid: 0,
                                     gid: 0,
                                     mtime: SystemTime::UNIX_EPOCH,
+                                    ctime: SystemTime::UNIX_EPOCH,
+                                    atime: SystemTime::UNIX_EPOCH,
+                                    rdev: 0,
+                                    nlink: 2,
                                 },
                                 false,
                             ),

@@ -232,6 +232,7 @@ fn run_mount(cfg: MountConfig) -> i32 {
     });
     let fs = Arc::new(Filesystem::new(client, cfg.fs.clone()));
     let adapter = FuseAdapter::new(fs, runtime.handle().clone());
+    let notifier = adapter.notifier();
     let mut fuse_cfg = fuser::Config::default();
     fuse_cfg.mount_options = vec![
         fuser::MountOption::FSName(format!("cosmount:{}", cfg.bucket)),
@@ -260,6 +261,7 @@ fn run_mount(cfg: MountConfig) -> i32 {
             format!("cannot mount on {}: {e}", cfg.mountpoint.display()),
         ),
     };
+    let _ = notifier.set(session.notifier());
     log::info!(
         "mounted bucket {} on {}",
         cfg.bucket,

@@ -132,23 +132,6 @@ fn random_writes_appends_and_truncation_work_on_existing_objects() {
 }
 
 #[test]
-fn two_writers_of_one_file_last_close_wins() {
-    let emu = TestEmulator::start();
-    let c = emu.client();
-    let m = Mount::start(&emu, &[]);
-    let mut a = std::fs::File::create(m.join("f")).unwrap();
-    let mut b = std::fs::OpenOptions::new()
-        .write(true)
-        .open(m.join("f"))
-        .unwrap();
-    a.write_all(b"from a").unwrap();
-    b.write_all(b"from b!").unwrap();
-    drop(a);
-    drop(b);
-    assert_eq!(remote(&c, "f").unwrap(), b"from b!");
-}
-
-#[test]
 fn unlink_while_open_discards_pending_writes() {
     let emu = TestEmulator::start();
     let c = emu.client();
@@ -272,7 +255,7 @@ fn directory_rename_moves_every_key_and_refuses_non_empty_targets() {
 }
 
 #[test]
-fn attributes_round_trip_and_atime_is_not_stored() {
+fn attributes_round_trip() {
     let emu = TestEmulator::start();
     let m = Mount::start(&emu, &[]);
     sh(
@@ -282,21 +265,19 @@ fn attributes_round_trip_and_atime_is_not_stored() {
     let meta = std::fs::metadata(m.join("f")).unwrap();
     assert_eq!(meta.mtime(), 1262304000);
     assert_eq!(meta.mtime_nsec(), 250_000_000, "sub-second mtimes are kept");
-    assert_eq!(meta.atime(), meta.mtime(), "atime shows mtime");
+    assert_eq!(meta.atime(), 946684800, "atime is kept");
     // The mount root keeps attributes in memory only.
     sh(m.path(), "chmod 700 . && touch -d '2011-01-01' .");
     assert_eq!(std::fs::metadata(m.path()).unwrap().mode() & 0o7777, 0o700);
 }
 
 #[test]
-fn hard_links_special_files_and_xattrs_are_refused() {
+fn hard_links_and_xattrs_are_refused() {
     let emu = TestEmulator::start();
     let m = Mount::start(&emu, &[]);
     std::fs::write(m.join("f"), b"x").unwrap();
     let e = std::fs::hard_link(m.join("f"), m.join("g")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EPERM));
-    let (ok, out) = sh_status(m.path(), "mkfifo fifo");
-    assert!(!ok, "mkfifo must fail: {out}");
     let (ok, out) = sh_status(
         m.path(),
         "setfattr -n user.k -v v f 2>&1 || python3 -c \"import os; os.setxattr('f', 'user.k', b'v')\"",
@@ -311,6 +292,12 @@ fn names_that_cannot_be_keys_are_refused() {
     let long = "n".repeat(256);
     let e = std::fs::write(m.join(&long), b"x").unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+    // Every name fits, but the key would be longer than COS's 850 bytes.
+    let deep: std::path::PathBuf = (0..4).map(|i| format!("{i}{}", "d".repeat(199))).collect();
+    std::fs::create_dir_all(m.path().join(&deep)).unwrap();
+    let e = std::fs::write(m.path().join(&deep).join("f".repeat(60)), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+    std::fs::write(m.path().join(&deep).join("f".repeat(40)), b"x").unwrap();
     // Non-UTF-8 names cannot become object keys.
     use std::os::unix::ffi::OsStrExt;
     let bad = std::ffi::OsStr::from_bytes(b"bad\xff");

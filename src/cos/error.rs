@@ -42,6 +42,9 @@ pub enum TransportKind {
     Timeout,
     /// The connection broke while a body was being sent or received.
     Body,
+    /// The request's body could not be read here (its file is shorter than the range to
+    /// send): another attempt would fail the same way.
+    LocalBody,
     Other,
 }
 
@@ -111,7 +114,24 @@ impl CosError {
     }
 
     pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
-        let kind = if e.is_connect() {
+        let local_body = {
+            let mut source = std::error::Error::source(&e);
+            let mut found = false;
+            while let Some(s) = source {
+                if s.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .is_some_and(|inner| inner.is::<crate::file_stream::FileShorterThanRange>())
+                {
+                    found = true;
+                    break;
+                }
+                source = s.source();
+            }
+            found
+        };
+        let kind = if local_body {
+            TransportKind::LocalBody
+        } else if e.is_connect() {
             TransportKind::Connect
         } else if e.is_timeout() {
             TransportKind::Timeout

@@ -66,6 +66,7 @@ pub fn classify(err: &CosError, idempotent: bool) -> Retryable {
         }
         CosError::Transport { kind, .. } => match kind {
             TransportKind::Connect => Retryable::Yes,
+            TransportKind::LocalBody => Retryable::No,
             _ if idempotent => Retryable::Yes,
             _ => Retryable::No,
         },

@@ -1,7 +1,9 @@
 //! File attributes kept in COS user metadata, cosfs/s3fs-compatible: `x-cos-meta-mode` (the
-//! whole `st_mode`, type bits included, decimal), `-uid`, `-gid`, `-mtime` (seconds, or
-//! seconds.fraction). Objects without them get the mount's defaults and `Last-Modified`.
-//! A symlink is an object whose body is the target and whose mode has `S_IFLNK`.
+//! whole `st_mode`, type bits included, decimal), `-uid`, `-gid`, `-mtime`, `-ctime`, `-atime`
+//! (seconds, or seconds.fraction) and `-rdev` (a device number, decimal). Objects without them
+//! get the mount's defaults and `Last-Modified`. A symlink is an object whose body is the
+//! target and whose mode has `S_IFLNK`; FIFOs, sockets and devices are empty objects whose mode
+//! carries their type, as cosfs and s3fs store them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,11 +12,18 @@ pub const S_IFMT: u32 = 0o170000;
 pub const S_IFREG: u32 = 0o100000;
 pub const S_IFDIR: u32 = 0o040000;
 pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFIFO: u32 = 0o010000;
+pub const S_IFSOCK: u32 = 0o140000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
 
 pub const META_MODE: &str = "mode";
 pub const META_UID: &str = "uid";
 pub const META_GID: &str = "gid";
 pub const META_MTIME: &str = "mtime";
+pub const META_CTIME: &str = "ctime";
+pub const META_ATIME: &str = "atime";
+pub const META_RDEV: &str = "rdev";
 
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
@@ -24,6 +33,47 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl Kind {
+    /// The type bits of `st_mode`.
+    pub fn type_bits(self) -> u32 {
+        match self {
+            Kind::File => S_IFREG,
+            Kind::Dir => S_IFDIR,
+            Kind::Symlink => S_IFLNK,
+            Kind::Fifo => S_IFIFO,
+            Kind::Socket => S_IFSOCK,
+            Kind::CharDevice => S_IFCHR,
+            Kind::BlockDevice => S_IFBLK,
+        }
+    }
+
+    /// The kind of an `st_mode`'s type bits (`None` for a type this mount does not know).
+    pub fn from_mode(mode: u32) -> Option<Kind> {
+        Some(match mode & S_IFMT {
+            S_IFREG => Kind::File,
+            S_IFDIR => Kind::Dir,
+            S_IFLNK => Kind::Symlink,
+            S_IFIFO => Kind::Fifo,
+            S_IFSOCK => Kind::Socket,
+            S_IFCHR => Kind::CharDevice,
+            S_IFBLK => Kind::BlockDevice,
+            _ => return None,
+        })
+    }
+
+    /// Whether the kind is a special file (no content; the kernel serves it).
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice
+        )
+    }
 }
 
 /// What `stat` shows, in the core's own terms (fuse.rs converts it for the kernel).
@@ -37,6 +87,13 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub atime: SystemTime,
+    /// The device number of a character or block device.
+    pub rdev: u32,
+    /// Names the file has: 0 once removed while still open, 2 for a directory (its
+    /// subdirectories are not counted: that would take a listing per stat).
+    pub nlink: u32,
 }
 
 /// The mount-wide defaults for objects without attribute metadata.
@@ -55,6 +112,9 @@ pub struct MetaAttrs {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    pub ctime: Option<SystemTime>,
+    pub atime: Option<SystemTime>,
+    pub rdev: Option<u32>,
 }
 
 /// Parses `1700000000` or `1700000000.25`.
@@ -88,11 +148,15 @@ pub fn format_mtime(t: SystemTime) -> String {
 impl MetaAttrs {
     pub fn parse(user: &BTreeMap<String, String>) -> Self {
         let num = |k: &str| user.get(k).and_then(|v| v.trim().parse::<u32>().ok());
+        let time = |k: &str| user.get(k).and_then(|v| parse_mtime(v));
         MetaAttrs {
             mode: num(META_MODE),
             uid: num(META_UID),
             gid: num(META_GID),
-            mtime: user.get(META_MTIME).and_then(|v| parse_mtime(v)),
+            mtime: time(META_MTIME),
+            ctime: time(META_CTIME),
+            atime: time(META_ATIME),
+            rdev: num(META_RDEV),
         }
     }
 
@@ -107,8 +171,17 @@ impl MetaAttrs {
         if let Some(g) = self.gid {
             user.insert(META_GID.into(), g.to_string());
         }
-        if let Some(t) = self.mtime {
-            user.insert(META_MTIME.into(), format_mtime(t));
+        if let Some(r) = self.rdev {
+            user.insert(META_RDEV.into(), r.to_string());
+        }
+        for (name, t) in [
+            (META_MTIME, self.mtime),
+            (META_CTIME, self.ctime),
+            (META_ATIME, self.atime),
+        ] {
+            if let Some(t) = t {
+                user.insert(name.into(), format_mtime(t));
+            }
         }
     }
 
@@ -126,14 +199,30 @@ impl MetaAttrs {
         if other.mtime.is_some() {
             self.mtime = other.mtime;
         }
+        if other.ctime.is_some() {
+            self.ctime = other.ctime;
+        }
+        if other.atime.is_some() {
+            self.atime = other.atime;
+        }
+        if other.rdev.is_some() {
+            self.rdev = other.rdev;
+        }
     }
 
-    /// The kind an object with this metadata has (a key without a trailing slash).
+    /// The kind an object with this metadata has (a key without a trailing slash): what its
+    /// mode says, a regular file when it says nothing (or says directory: a key without a
+    /// slash holds a file's bytes).
     pub fn object_kind(&self) -> Kind {
-        match self.mode.map(|m| m & S_IFMT) {
-            Some(S_IFLNK) => Kind::Symlink,
-            _ => Kind::File,
+        match self.mode.and_then(Kind::from_mode) {
+            Some(Kind::Dir) | None => Kind::File,
+            Some(k) => k,
         }
+    }
+
+    /// Only the times differ from `MetaAttrs::default()` (or nothing does).
+    pub fn only_times(&self) -> bool {
+        self.mode.is_none() && self.uid.is_none() && self.gid.is_none() && self.rdev.is_none()
     }
 }
 
@@ -149,8 +238,9 @@ pub fn attr_from(
     let default_perm = match kind {
         Kind::Dir => defaults.dir_mode,
         Kind::Symlink => 0o777,
-        Kind::File => defaults.file_mode,
+        _ => defaults.file_mode,
     };
+    let mtime = meta.mtime.unwrap_or(last_modified);
     Attr {
         ino,
         kind,
@@ -161,18 +251,20 @@ pub fn attr_from(
             .unwrap_or(default_perm),
         uid: meta.uid.unwrap_or(defaults.uid),
         gid: meta.gid.unwrap_or(defaults.gid),
-        mtime: meta.mtime.unwrap_or(last_modified),
+        mtime,
+        // Objects written by tools that keep no ctime: their last change is when the object
+        // was last written (or had its metadata replaced), unless an mtime says later.
+        ctime: meta.ctime.unwrap_or(last_modified.max(mtime)),
+        // Reads do not update atime (as with `noatime`); without one, it shows the mtime.
+        atime: meta.atime.unwrap_or(mtime),
+        rdev: meta.rdev.unwrap_or(0),
+        nlink: if kind == Kind::Dir { 2 } else { 1 },
     }
 }
 
 /// The full `st_mode` for metadata.
 pub fn mode_bits(kind: Kind, perm: u16) -> u32 {
-    let t = match kind {
-        Kind::File => S_IFREG,
-        Kind::Dir => S_IFDIR,
-        Kind::Symlink => S_IFLNK,
-    };
-    t | (perm as u32 & 0o7777)
+    kind.type_bits() | (perm as u32 & 0o7777)
 }
 
 #[cfg(test)]

@@ -13,17 +13,8 @@ pub struct Inode {
     pub name: String,
     pub kind: Kind,
     lookups: u64,
+    /// Open directory handles, plus one while the file has an open state (open_file.rs).
     handles: u32,
-    /// Created on this mount and not stored in COS yet (its first commit is pending).
-    pub local: bool,
-    /// Size of the newest data of an open, dirty write handle (for `stat` while writing).
-    pub writer_size: Option<u64>,
-    /// Open write handles; `writer_size` is dropped when the last one is released (a late
-    /// release of an older handle must not hide the size a newer one is writing).
-    pub writers: u32,
-    /// Attributes set through open write handles and not committed yet (for a new file,
-    /// those it was created with): shown by `stat` until the commit stores them.
-    pub pending: super::attrs::MetaAttrs,
     /// Removed from the namespace while still referenced.
     pub unlinked: bool,
     /// A symlink's target once read.
@@ -41,10 +32,6 @@ impl Inode {
             kind,
             lookups: 1,
             handles: 0,
-            local: false,
-            writer_size: None,
-            writers: 0,
-            pending: Default::default(),
             unlinked: false,
             symlink_target: None,
             cached_etag: None,

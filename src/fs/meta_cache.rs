@@ -137,6 +137,15 @@ impl MetaCache {
         }
     }
 
+    /// Whether `key` was found missing less than `window` ago, whatever the negative TTL: for a
+    /// create-type call right after the lookup that found the name free.
+    pub fn missing_within(&self, key: &str, window: Duration) -> bool {
+        self.lru
+            .lock()
+            .peek(key)
+            .is_some_and(|e| matches!(e.known, Known::Missing) && e.at.elapsed() < window)
+    }
+
     /// Stores what a request started at `observed` learnt, unless something newer is known
     /// (a listing that began before an own write finished must not undo it).
     pub fn insert_observed(&self, key: &str, stat: Stat, observed: Instant) {

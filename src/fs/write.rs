@@ -106,13 +106,19 @@ pub async fn server_side_copy(
     }
 }
 
-/// Whether `new` differs from `old` in anything but the modification time (unless that was
-/// set explicitly).
-fn metadata_changed(old: &ObjectMetadata, new: &ObjectMetadata, explicit_mtime: bool) -> bool {
+/// Whether `new` differs from `old` in anything but the times of the last change (unless
+/// they were set explicitly, by utimens).
+fn metadata_changed(old: &ObjectMetadata, new: &ObjectMetadata, explicit_times: bool) -> bool {
     let strip = |m: &ObjectMetadata| {
         let mut user = m.user.clone();
-        if !explicit_mtime {
-            user.remove(super::attrs::META_MTIME);
+        if !explicit_times {
+            for t in [
+                super::attrs::META_MTIME,
+                super::attrs::META_CTIME,
+                super::attrs::META_ATIME,
+            ] {
+                user.remove(t);
+            }
         }
         (m.content_type.clone(), user)
     };
@@ -306,7 +312,13 @@ pub struct WriteHandle {
     /// (unlike the truncation of O_TRUNC at open, which alone waits for release; see
     /// `worth_committing_at_flush`).
     touched: bool,
+    /// Attributes to store at the next commit: those set by chmod, chown and utimens, and the
+    /// times of the last change of the content.
     attrs: MetaAttrs,
+    /// The times in `attrs` were set by utimens, not by a change of the content.
+    explicit_times: bool,
+    /// Every byte is local and reads come from here (the file was removed while open).
+    local_only: bool,
     upload: Option<Multipart>,
     failed: bool,
 }
@@ -355,6 +367,13 @@ impl WriteHandle {
         } else {
             (base_size, base_size)
         };
+        let mut attrs = attrs;
+        if truncate && base.is_some() {
+            // O_TRUNC of an existing file changes it now.
+            let now = SystemTime::now();
+            attrs.mtime = Some(now);
+            attrs.ctime = Some(now);
+        }
         WriteHandle {
             client,
             key,
@@ -373,9 +392,42 @@ impl WriteHandle {
             dirty: RangeSet::new(),
             gens: HashMap::new(),
             attrs,
+            explicit_times: false,
+            local_only: false,
             upload: None,
             failed: false,
         }
+    }
+
+    /// The attributes the next commit stores beyond the base's (what `stat` shows meanwhile).
+    pub fn pending_attrs(&self) -> &MetaAttrs {
+        &self.attrs
+    }
+
+    /// Whether a commit failed: every later write, flush and fsync of the file fails too.
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// The content changed now: the modification and change times follow.
+    fn changed_now(&mut self) {
+        let now = SystemTime::now();
+        self.attrs.mtime = Some(now);
+        self.attrs.ctime = Some(now);
+        self.explicit_times = false;
+        self.content_dirty = true;
+        self.touched = true;
+    }
+
+    /// Brings every byte of the file into the staging file, so that it can be read and written
+    /// after its object is gone (the file was removed while open); reads come from here since.
+    pub async fn materialize(&mut self) -> FsResult<()> {
+        self.check()?;
+        self.spill_tail().await?;
+        self.file()?;
+        self.ensure_present(0, self.size, false).await?;
+        self.local_only = true;
+        Ok(())
     }
 
     pub fn size(&self) -> u64 {
@@ -418,7 +470,7 @@ impl WriteHandle {
     /// Whether reads must come through the handle (something was written or truncated, or
     /// bytes wait in memory).
     pub fn has_local_content(&self) -> bool {
-        self.content_dirty || self.file.is_some() || self.tail.is_some()
+        self.content_dirty || self.file.is_some() || self.tail.is_some() || self.local_only
     }
 
     pub fn base(&self) -> Option<&Base> {
@@ -428,6 +480,9 @@ impl WriteHandle {
     /// Attribute changes (chmod, chown, utimens) that ride along with the next commit.
     pub fn set_attrs(&mut self, change: &MetaAttrs) {
         self.attrs.merge(change);
+        if change.mtime.is_some() || change.atime.is_some() {
+            self.explicit_times = true;
+        }
         self.meta_dirty = true;
     }
 
@@ -483,8 +538,7 @@ impl WriteHandle {
         self.dirty.insert(offset, end);
         self.touch_parts(offset, end);
         self.size = self.size.max(end);
-        self.content_dirty = true;
-        self.touched = true;
+        self.changed_now();
         // The bytes are recorded as present: if they cannot be placed, the handle fails.
         if let Err(e) = self.place(offset, data, appending).await {
             self.failed = true;
@@ -652,6 +706,9 @@ impl WriteHandle {
         if new_size > max_file_size(self.cfg.part_size) {
             return Err(FsError::TooLarge);
         }
+        if new_size < self.size {
+            self.cancel_parts_beyond(new_size).await;
+        }
         let file = self.file()?;
         file.set_len(new_size)?;
         if new_size < self.size {
@@ -665,8 +722,39 @@ impl WriteHandle {
             self.touch_parts(self.size, new_size);
         }
         self.size = new_size;
-        self.content_dirty = true;
-        self.touched = true;
+        self.changed_now();
+        Ok(())
+    }
+
+    /// Stops the uploads in flight of parts that a truncation to `size` cuts: their bytes are
+    /// going from the staging file, and the commit uploads what the parts hold then.
+    async fn cancel_parts_beyond(&mut self, size: u64) {
+        let ps = self.cfg.part_size;
+        let Some(u) = self.upload.as_mut() else {
+            return;
+        };
+        let cut: Vec<u32> = u
+            .parts
+            .iter()
+            .filter(|(i, slot)| {
+                matches!(slot, PartSlot::InFlight { .. }) && part_bounds(**i, ps).1 > size
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for i in cut {
+            if let Some(PartSlot::InFlight { task, .. }) = u.parts.remove(&i) {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// The O_TRUNC of an open that joins a file already open for writing: empties it without
+    /// counting as a write (a flush still leaves a lone O_TRUNC to the release).
+    pub async fn truncate_at_open(&mut self) -> FsResult<()> {
+        let touched = self.touched;
+        self.truncate(0).await?;
+        self.touched = touched;
         Ok(())
     }
 
@@ -854,6 +942,7 @@ impl WriteHandle {
         attrs.merge(&self.attrs);
         if self.content_dirty && self.attrs.mtime.is_none() {
             attrs.mtime = Some(now);
+            attrs.ctime = Some(now);
         }
         attrs.apply(&mut m.user);
         m
@@ -914,6 +1003,7 @@ impl WriteHandle {
                 self.meta_dirty = false;
                 self.touched = false;
                 self.attrs = MetaAttrs::default();
+                self.explicit_times = false;
                 Ok(Some(c))
             }
             Err(e) => {
@@ -1015,7 +1105,7 @@ impl WriteHandle {
         // Complete keeps the metadata of Initiate, which may predate a chmod, chown or
         // utimens made while the file was being written: restate it with a copy onto itself.
         // (The modification time alone is not worth a copy: it is when the upload started.)
-        if metadata_changed(&upload.metadata, &metadata, self.attrs.mtime.is_some()) {
+        if metadata_changed(&upload.metadata, &metadata, self.explicit_times) {
             out = server_side_copy(
                 &*self.client,
                 key,

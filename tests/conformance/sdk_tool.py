@@ -6,6 +6,7 @@ SDK_SECRET_ID, SDK_SECRET_KEY, SDK_BUCKET, optional SDK_TOKEN.
 
   sdk_tool.py put KEY FILE [--meta name=value ...] [--sse-c-key-b64 K]
   sdk_tool.py md5 KEY [--sse-c-key-b64 K]        prints the md5 of the object's bytes
+  sdk_tool.py get KEY [--sse-c-key-b64 K]        writes the object's bytes to stdout
   sdk_tool.py head KEY [--sse-c-key-b64 K]       prints the response headers as JSON
 Errors: exit status 3 and a JSON object {"status": ..., "code": ...} on stdout.
 """
@@ -45,7 +46,7 @@ def sse_c(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["put", "md5", "head"])
+    p.add_argument("cmd", choices=["put", "md5", "get", "head"])
     p.add_argument("key")
     p.add_argument("file", nargs="?")
     p.add_argument("--meta", action="append", default=[])
@@ -72,6 +73,16 @@ def main():
                     break
                 h.update(chunk)
             print(h.hexdigest())
+        elif args.cmd == "get":
+            r = c.get_object(Bucket=bucket, Key=args.key, **sse_c(args))
+            stream = r["Body"].get_raw_stream()
+            out = sys.stdout.buffer
+            while True:
+                chunk = stream.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+            out.flush()
         elif args.cmd == "head":
             r = c.head_object(Bucket=bucket, Key=args.key, **sse_c(args))
             print(json.dumps({k.lower(): v for k, v in r.items()}))

@@ -1,0 +1,171 @@
+//! The open-file state: one per inode that has open descriptors, shared by all of them (style.md
+//! habit 11, as the kernel keeps `struct inode` apart from `struct file`). It owns the file's
+//! content while it is open: the version clean reads are pinned to, and once any descriptor may
+//! write, the one `WriteHandle` (staging file, in-memory tail, dirty ranges, pending metadata)
+//! that every descriptor writes into, reads from and commits. A descriptor (`FileHandle`) keeps
+//! only what is its own: its flags, the process that opened it, whether its program closed it,
+//! and its sequential-read state.
+//!
+//! The state lives in `Filesystem::files` from the first open of an inode to the release of its
+//! last descriptor; `join` and `leave` (in handles.rs) keep the count and the table in step, so
+//! an open racing with the last release either joins the state before it is torn down or finds
+//! it gone and starts a new one from what COS holds after that release's commit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::attrs::{Ino, MetaAttrs};
+use super::read::{Prefetcher, Version};
+use super::write::WriteHandle;
+
+pub struct OpenFile {
+    pub ino: Ino,
+    /// The content; every read, write, truncation and commit of the file goes through it, so
+    /// commits of one file are serialised.
+    pub state: tokio::sync::Mutex<FileState>,
+    /// What `stat` and lookups show while the file is open, readable without waiting for a
+    /// commit in progress; `sync_view` keeps it in step with the state.
+    view: parking_lot::Mutex<View>,
+}
+
+pub struct FileState {
+    /// The version that reads of clean content are pinned to: the object when the file was
+    /// opened (or reopened while no descriptor wrote it), then each commit of this mount.
+    pub version: Option<Version>,
+    /// Commits this mount made of the file while it was open: a descriptor pinned before one
+    /// reads the new version (its bytes are what it would have read through the writer).
+    pub commits: u64,
+    /// The file's content once a descriptor may write (or the file was removed while open).
+    pub writer: Option<WriteHandle>,
+}
+
+/// The open file as `stat` sees it.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Open descriptors, plus operations holding the state for a moment (a truncate by path).
+    pub descriptors: u32,
+    /// The size of the content while a writer holds it.
+    pub size: Option<u64>,
+    /// Attributes set or changed and not committed yet.
+    pub pending: MetaAttrs,
+    /// Created on this mount and not stored in COS yet (its first commit is pending).
+    pub local: bool,
+}
+
+impl OpenFile {
+    pub fn new(ino: Ino, local: bool) -> Self {
+        OpenFile {
+            ino,
+            state: tokio::sync::Mutex::new(FileState {
+                version: None,
+                commits: 0,
+                writer: None,
+            }),
+            view: parking_lot::Mutex::new(View {
+                local,
+                ..View::default()
+            }),
+        }
+    }
+
+    pub fn view(&self) -> View {
+        self.view.lock().clone()
+    }
+
+    /// Changes the view under its lock.
+    pub fn with_view<T>(&self, f: impl FnOnce(&mut View) -> T) -> T {
+        f(&mut self.view.lock())
+    }
+
+    /// Updates the view after the state changed (a write, truncation, attribute change or
+    /// commit): the writer's size and pending attributes, or none once it is clean.
+    pub fn sync_view(&self, st: &FileState) {
+        let mut v = self.view.lock();
+        match &st.writer {
+            Some(w) if w.is_dirty() || w.has_local_content() => {
+                v.size = Some(w.size());
+                v.pending = w.pending_attrs().clone();
+            }
+            _ => {
+                v.size = None;
+                v.pending = MetaAttrs::default();
+            }
+        }
+    }
+}
+
+impl FileState {
+    /// Records an own commit: clean reads of every descriptor now come from `version`.
+    pub fn committed(&mut self, version: Version) {
+        self.version = Some(version);
+        self.commits += 1;
+    }
+}
+
+/// One open descriptor (one FUSE file handle): a view of its inode's `OpenFile`.
+pub struct FileHandle {
+    pub file: Arc<OpenFile>,
+    /// Opened for writing (O_WRONLY or O_RDWR, or with O_TRUNC).
+    pub writable: bool,
+    /// Opened with O_APPEND: every write lands at the file's end.
+    pub append: bool,
+    /// The thread that opened the descriptor, when known (see `Filesystem::flush`).
+    pub opener: Option<u32>,
+    /// Its program closed it (flush) and nothing was written or truncated through it since:
+    /// maybe only the release is still to come.
+    flushed: AtomicBool,
+    pub reader: tokio::sync::Mutex<Reader>,
+}
+
+impl FileHandle {
+    pub fn new(
+        file: Arc<OpenFile>,
+        writable: bool,
+        append: bool,
+        opener: Option<u32>,
+        reader: Reader,
+    ) -> Self {
+        FileHandle {
+            file,
+            writable,
+            append,
+            opener,
+            flushed: AtomicBool::new(false),
+            reader: tokio::sync::Mutex::new(reader),
+        }
+    }
+
+    pub fn ino(&self) -> Ino {
+        self.file.ino
+    }
+
+    pub fn flushed(&self) -> bool {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    pub fn set_flushed(&self, v: bool) {
+        self.flushed.store(v, Ordering::Release);
+    }
+}
+
+/// A descriptor's reads of clean content: the version it is pinned to and its prefetcher.
+pub struct Reader {
+    pub version: Option<Version>,
+    /// `FileState::commits` when `version` was taken.
+    pub commits: u64,
+    pub prefetcher: Option<Prefetcher>,
+    /// Bytes were returned through this descriptor: from then on a changed object is an error
+    /// (ESTALE), never a silent switch to other bytes.
+    pub served: bool,
+}
+
+impl Reader {
+    pub fn pinned(st: &FileState) -> Self {
+        Reader {
+            version: st.version.clone(),
+            commits: st.commits,
+            prefetcher: None,
+            served: false,
+        }
+    }
+}
