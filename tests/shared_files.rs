@@ -302,6 +302,20 @@ fn another_clients_changes_are_seen_by_the_next_lookup_and_listing() {
     assert_eq!(sh(m.path(), "ls made"), "");
 }
 
+#[test]
+fn an_append_to_a_file_another_client_removed_creates_it_anew() {
+    let emu = TestEmulator::start();
+    // Attributes (and the kernel's entries) cached for long: the name is still known here.
+    let m = Mount::start(&emu, &["--metadata-ttl", "30s"]);
+    std::fs::write(m.join("log"), b"old\n").unwrap();
+    assert_eq!(std::fs::metadata(m.join("log")).unwrap().len(), 4);
+    runtime_delete(&emu, "log");
+    // Close-to-open: the open for writing finds the object gone, and the append makes a new
+    // file instead of building on what this mount remembered.
+    sh(m.path(), "echo new >> log");
+    assert_eq!(stored(&emu, "log"), b"new\n");
+}
+
 fn runtime_delete(emu: &TestEmulator, key: &str) {
     use cosmount::cos::ObjectClient;
     common::runtime()

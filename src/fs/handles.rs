@@ -267,9 +267,16 @@ impl Filesystem {
             let base = if file.view().local {
                 None
             } else {
-                // Gone although the kernel still had a name for it: ESTALE makes the kernel
-                // look the name up again (and create the file anew for O_CREAT).
-                Some(self.base_for(key).await?.ok_or(FsError::Stale)?)
+                match self.base_for(key).await? {
+                    Some(b) => Some(b),
+                    None => {
+                        // Gone although the kernel still had a name for it: ESTALE makes the
+                        // kernel look the name up again (and create the file anew for
+                        // O_CREAT), and that lookup must not be answered from the cache.
+                        self.cache.remove(key);
+                        return Err(FsError::Stale);
+                    }
+                }
             };
             if let Some(b) = &base {
                 // Descriptors opened from now on read this version; those pinned to an older
