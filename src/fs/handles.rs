@@ -317,14 +317,13 @@ impl Filesystem {
             return Ok((self.getattr(attr.ino).await?, fh));
         }
         let attrs = Self::new_attrs(Kind::File, mode, uid, gid);
-        let ino = {
-            let mut inodes = self.inodes.lock();
-            let ino = inodes.lookup(parent, name, Kind::File);
-            if let Some(node) = inodes.get_mut(ino) {
-                node.unlinked = false;
-            }
-            ino
-        };
+        // An inode still open under this name is of an object that is gone (the name is
+        // free): its descriptors keep it, the new file gets an inode of its own.
+        let old = self.inodes.lock().child(parent, name);
+        if old.is_some_and(|i| self.files.lock().contains_key(&i)) {
+            self.inodes.lock().detach(parent, name);
+        }
+        let ino = self.inodes.lock().lookup(parent, name, Kind::File);
         self.cache.remove(&key);
         let file = self.join(ino, true);
         let reader = {
