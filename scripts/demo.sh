@@ -221,6 +221,21 @@ step "mv: renaming a file (server-side copy, then delete)"
 in_mnt mv docs/guide/setup.txt docs/setup.txt
 in_mnt ls -l docs docs/guide
 
+step "Parallel jobs appending to one log: every line is kept"
+# shellcheck disable=SC2016 # expanded by the inner shell
+sh_mnt 'for job in 1 2 3 4; do (for i in $(seq 1 25); do echo "job $job line $i" >> logs/jobs.log; done) & done; wait'
+lines="$(wc -l <"$mnt/logs/jobs.log")"
+echo "logs/jobs.log holds $lines lines (4 jobs x 25 appends)"
+if [[ "$lines" != 100 ]]; then
+  echo "demo: LOST LINES: expected 100" >&2
+  exit 1
+fi
+
+step "mkfifo: special files work as on a local disk"
+in_mnt mkfifo data/pipe
+sh_mnt '(echo "through a FIFO on the mount" > data/pipe &); cat data/pipe'
+in_mnt rm data/pipe
+
 step "chmod and stat: modes live in the object's x-cos-meta-mode"
 in_mnt chmod 600 README.txt
 in_mnt stat README.txt
