@@ -70,6 +70,14 @@ fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+/// Answers a call that makes or finds a name (lookup, mkdir, mknod, symlink).
+fn reply_entry(reply: ReplyEntry, ttl: &Duration, r: Result<Attr, FsError>) {
+    match r {
+        Ok(a) => reply.entry(ttl, &(&a).into(), Generation(0)),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
 fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::File => FileType::RegularFile,
@@ -154,11 +162,8 @@ impl fuser::Filesystem for FuseAdapter {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (fs, name) = (self.fs.clone(), name_str(name));
         self.run(async move {
-            let ttl = fs.ttl();
-            match async { fs.lookup(parent.0, &name?).await }.await {
-                Ok(a) => reply.entry(&ttl, &(&a).into(), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
-            }
+            let r = async { fs.lookup(parent.0, &name?).await }.await;
+            reply_entry(reply, &fs.ttl(), r);
         });
     }
 
@@ -233,10 +238,8 @@ impl fuser::Filesystem for FuseAdapter {
         let (fs, name) = (self.fs.clone(), name_str(name));
         let (uid, gid) = (req.uid(), req.gid());
         self.run(async move {
-            match async { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await }.await {
-                Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
-            }
+            let r = async { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await }.await;
+            reply_entry(reply, &fs.ttl(), r);
         });
     }
 
@@ -258,10 +261,7 @@ impl fuser::Filesystem for FuseAdapter {
                     .await
             }
             .await;
-            match r {
-                Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
-            }
+            reply_entry(reply, &fs.ttl(), r);
         });
     }
 
@@ -297,10 +297,8 @@ impl fuser::Filesystem for FuseAdapter {
         let target = name_str(target.as_os_str());
         let (uid, gid) = (req.uid(), req.gid());
         self.run(async move {
-            match async { fs.symlink(parent.0, &name?, &target?, uid, gid).await }.await {
-                Ok(a) => reply.entry(&fs.ttl(), &(&a).into(), Generation(0)),
-                Err(e) => reply.error(errno(&e)),
-            }
+            let r = async { fs.symlink(parent.0, &name?, &target?, uid, gid).await }.await;
+            reply_entry(reply, &fs.ttl(), r);
         });
     }
 
@@ -348,10 +346,7 @@ impl fuser::Filesystem for FuseAdapter {
         _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.fs.link() {
-            Ok(a) => reply.entry(&self.fs.ttl(), &(&a).into(), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        reply_entry(reply, &self.fs.ttl(), self.fs.link());
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

@@ -58,23 +58,31 @@ fn assert_all_lines(text: &[u8], procs: usize, lines: usize) {
 
 /// Runs `procs` bash processes at once in `dir`, process `p` running `script` with `$p` set.
 fn run_parallel(dir: &std::path::Path, procs: usize, script: &str) {
-    let children: Vec<_> = (0..procs)
-        .map(|p| {
-            Command::new("bash")
-                .arg("-c")
-                .arg(script)
-                .env("p", p.to_string())
-                .current_dir(dir)
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+    wait_all(
+        (0..procs)
+            .map(|p| {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(script)
+                    .env("p", p.to_string())
+                    .current_dir(dir);
+                c
+            })
+            .collect(),
+    );
+}
+
+/// Starts every command at once, then waits for all; each must succeed.
+fn wait_all(commands: Vec<Command>) {
+    let children: Vec<_> = commands
+        .into_iter()
+        .map(|mut c| c.stderr(std::process::Stdio::piped()).spawn().unwrap())
         .collect();
-    for (p, c) in children.into_iter().enumerate() {
+    for (i, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output().unwrap();
         assert!(
             out.status.success(),
-            "process {p} failed: {}",
+            "process {i} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -124,26 +132,18 @@ fn concurrent_writes_at_disjoint_offsets_all_land() {
     for i in 0..10 {
         std::fs::write(src.path().join(format!("b{i}")), pattern(block, i as u64)).unwrap();
     }
-    let children: Vec<_> = (0..10)
-        .map(|i| {
-            Command::new("dd")
-                .arg(format!("if={}", src.path().join(format!("b{i}")).display()))
-                .arg(format!("of={}", m.join("blocks").display()))
-                .args(["bs=64K", "count=1", "conv=notrunc", "status=none"])
-                .arg(format!("seek={i}"))
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for (i, c) in children.into_iter().enumerate() {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "dd {i}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    wait_all(
+        (0..10)
+            .map(|i| {
+                let mut dd = Command::new("dd");
+                dd.arg(format!("if={}", src.path().join(format!("b{i}")).display()))
+                    .arg(format!("of={}", m.join("blocks").display()))
+                    .args(["bs=64K", "count=1", "conv=notrunc", "status=none"])
+                    .arg(format!("seek={i}"));
+                dd
+            })
+            .collect(),
+    );
     let data = stored(&emu, "blocks");
     assert_eq!(data.len(), 10 * block);
     for i in 0..10 {

@@ -187,27 +187,13 @@ impl MetaAttrs {
 
     /// Overlays the fields set in `other`.
     pub fn merge(&mut self, other: &MetaAttrs) {
-        if other.mode.is_some() {
-            self.mode = other.mode;
-        }
-        if other.uid.is_some() {
-            self.uid = other.uid;
-        }
-        if other.gid.is_some() {
-            self.gid = other.gid;
-        }
-        if other.mtime.is_some() {
-            self.mtime = other.mtime;
-        }
-        if other.ctime.is_some() {
-            self.ctime = other.ctime;
-        }
-        if other.atime.is_some() {
-            self.atime = other.atime;
-        }
-        if other.rdev.is_some() {
-            self.rdev = other.rdev;
-        }
+        self.mode = other.mode.or(self.mode);
+        self.uid = other.uid.or(self.uid);
+        self.gid = other.gid.or(self.gid);
+        self.mtime = other.mtime.or(self.mtime);
+        self.ctime = other.ctime.or(self.ctime);
+        self.atime = other.atime.or(self.atime);
+        self.rdev = other.rdev.or(self.rdev);
     }
 
     /// The kind an object with this metadata has (a key without a trailing slash): what its
