@@ -70,6 +70,11 @@ pub struct ConnectionArgs {
     /// Longest wait for a response or its next bytes, e.g. 30s.
     #[arg(long)]
     pub request_timeout: Option<String>,
+    /// COS storage class of the objects written: STANDARD (default), STANDARD_IA, ARCHIVE,
+    /// DEEP_ARCHIVE, INTELLIGENT_TIERING, MAZ_STANDARD, MAZ_STANDARD_IA,
+    /// MAZ_INTELLIGENT_TIERING.
+    #[arg(long)]
+    pub storage_class: Option<String>,
 }
 
 /// `cosmount [OPTIONS] BUCKET MOUNTPOINT`.
@@ -166,6 +171,9 @@ pub struct MountArgs {
     /// directories, but modes, owners and symlinks of entries not yet looked up show defaults.
     #[arg(long)]
     pub fast_listing: bool,
+    /// Refuse extended attributes (ENOTSUP), as cosfs's `noxattr`.
+    #[arg(long)]
+    pub no_xattr: bool,
 }
 
 /// Everything `main` needs to mount.
@@ -450,6 +458,8 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
             "nonempty" => args.nonempty |= flag(&value)?,
             "foreground" => args.foreground |= flag(&value)?,
             "fast_listing" => args.fast_listing |= flag(&value)?,
+            "no_xattr" | "noxattr" => args.no_xattr |= flag(&value)?,
+            "storage_class" => set(&mut args.conn.storage_class, need(value)?),
             "region" | "location" => set(&mut args.conn.region, need(value)?),
             "endpoint" => set(&mut args.conn.endpoint, need(value)?),
             "credential" => set(&mut args.conn.credential, need(value)?),
@@ -642,6 +652,16 @@ pub fn client_config(
             return cerr("--request-timeout must be more than zero");
         }
     }
+    if let Some(c) = &conn.storage_class {
+        let c = c.to_ascii_uppercase();
+        if !crate::cos::client::STORAGE_CLASSES.contains(&c.as_str()) {
+            return cerr(format!(
+                "unknown storage class {c:?} (one of {})",
+                crate::cos::client::STORAGE_CLASSES.join(", ")
+            ));
+        }
+        client.storage_class = Some(c);
+    }
     Ok((client, file.work_dir))
 }
 
@@ -700,6 +720,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
         },
         read_only: a.read_only,
         fast_listing: a.fast_listing,
+        xattrs: !a.no_xattr,
         ..FsConfig::default()
     };
     if let Some(t) = &a.metadata_ttl {

@@ -81,7 +81,22 @@ pub struct ClientConfig {
     pub read_timeout: Duration,
     /// Idle connections kept per host; enough for every request the mount runs at once.
     pub pool_size: usize,
+    /// `x-cos-storage-class` of the objects this client writes (PUT, Initiate, Copy); `None`:
+    /// COS's default (STANDARD).
+    pub storage_class: Option<String>,
 }
+
+/// COS's storage classes (cos-protocol.md §3.3).
+pub const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ARCHIVE",
+    "DEEP_ARCHIVE",
+    "INTELLIGENT_TIERING",
+    "MAZ_STANDARD",
+    "MAZ_STANDARD_IA",
+    "MAZ_INTELLIGENT_TIERING",
+];
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -95,6 +110,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             pool_size: 64,
+            storage_class: None,
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct FsConfig {
     /// Trust listings alone: no HEAD per listed entry, so modes, owners and symlinks of
     /// objects not looked up yet show defaults (`--fast-listing`).
     pub fast_listing: bool,
+    /// Extended attributes are stored (`x-cos-meta-xattr`); off with `--no-xattr` (ENOTSUP).
+    pub xattrs: bool,
 }
 
 impl Default for FsConfig {
@@ -95,6 +97,7 @@ impl Default for FsConfig {
             cache_dir: std::env::temp_dir().join("cosmount"),
             read_only: false,
             fast_listing: false,
+            xattrs: true,
         }
     }
 }
