@@ -18,7 +18,8 @@ use tokio::runtime::Handle;
 
 use crate::fs::attrs::{Attr, Kind};
 use crate::fs::error::FsError;
-use crate::fs::{Filesystem, OpenMode, SetAttr, SetTime};
+use crate::fs::xattr::XattrReply;
+use crate::fs::{Caller, Filesystem, OpenMode, SetAttr, SetTime};
 
 /// Largest write the kernel may send in one request (the kernel caps it at 256 pages).
 const MAX_WRITE: u32 = 1 << 20;
@@ -70,6 +71,14 @@ fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+fn reply_xattr(reply: ReplyXattr, r: Result<XattrReply, FsError>) {
+    match r {
+        Ok(XattrReply::Size(n)) => reply.size(n),
+        Ok(XattrReply::Data(d)) => reply.data(&d),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
 /// Answers a call that makes or finds a name (lookup, mkdir, mknod, symlink).
 fn reply_entry(reply: ReplyEntry, ttl: &Duration, r: Result<Attr, FsError>) {
     match r {
@@ -112,6 +121,16 @@ impl From<&Attr> for FileAttr {
     }
 }
 
+/// The caller of a create-type request. The mode comes unmasked (`FUSE_DONT_MASK`): the core
+/// applies the umask, unless the directory has a default ACL.
+fn caller(req: &Request, umask: u32) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        umask,
+    }
+}
+
 fn name_str(name: &OsStr) -> Result<String, FsError> {
     name.to_str().map(str::to_string).ok_or(FsError::Invalid(
         "file names must be UTF-8 to become object keys",
@@ -141,12 +160,20 @@ impl fuser::Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_background(MAX_BACKGROUND);
-        for cap in [
+        let mut caps = vec![
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
-        ] {
+            // The umask is the core's to apply (a default ACL replaces it).
+            InitFlags::FUSE_DONT_MASK,
+        ];
+        if self.fs.config().xattrs {
+            // The kernel enforces POSIX ACLs, stored as extended attributes, and keeps them in
+            // step with the mode (chmod, setfacl).
+            caps.push(InitFlags::FUSE_POSIX_ACL);
+        }
+        for cap in caps {
             if config.add_capabilities(cap).is_err() {
                 log::debug!("kernel lacks capability {cap:?}");
             }
@@ -236,9 +263,9 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         let (fs, name) = (self.fs.clone(), name_str(name));
-        let (uid, gid) = (req.uid(), req.gid());
+        let caller = caller(req, umask);
         self.run(async move {
-            let r = async { fs.mkdir(parent.0, &name?, mode & !umask, uid, gid).await }.await;
+            let r = async { fs.mkdir(parent.0, &name?, mode, caller).await }.await;
             reply_entry(reply, &fs.ttl(), r);
         });
     }
@@ -254,13 +281,9 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         let (fs, name) = (self.fs.clone(), name_str(name));
-        let (uid, gid) = (req.uid(), req.gid());
+        let caller = caller(req, umask);
         self.run(async move {
-            let r = async {
-                fs.mknod(parent.0, &name?, mode & !umask, rdev, uid, gid)
-                    .await
-            }
-            .await;
+            let r = async { fs.mknod(parent.0, &name?, mode, rdev, caller).await }.await;
             reply_entry(reply, &fs.ttl(), r);
         });
     }
@@ -295,9 +318,9 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let (fs, name) = (self.fs.clone(), name_str(link_name));
         let target = name_str(target.as_os_str());
-        let (uid, gid) = (req.uid(), req.gid());
+        let caller = caller(req, 0);
         self.run(async move {
-            let r = async { fs.symlink(parent.0, &name?, &target?, uid, gid).await }.await;
+            let r = async { fs.symlink(parent.0, &name?, &target?, caller).await }.await;
             reply_entry(reply, &fs.ttl(), r);
         });
     }
@@ -378,14 +401,10 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let (fs, name) = (self.fs.clone(), name_str(name));
-        let (uid, gid) = (req.uid(), req.gid());
+        let caller = caller(req, umask);
         let mode_flags = open_mode(flags, req);
         self.run(async move {
-            let r = async {
-                fs.create(parent.0, &name?, mode & !umask, mode_flags, uid, gid)
-                    .await
-            }
-            .await;
+            let r = async { fs.create(parent.0, &name?, mode, mode_flags, caller).await }.await;
             match r {
                 Ok((a, fh)) => reply.created(
                     &fs.ttl(),
@@ -636,38 +655,52 @@ impl fuser::Filesystem for FuseAdapter {
         reply.ok();
     }
 
-    // Extended attributes are not stored (docs/SEMANTICS.md). ENOSYS, answered quietly, makes
-    // the kernel stop asking (it would otherwise ask for security.capability on every write).
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENOSYS);
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        self.run(async move {
+            let r = async { fs.getxattr(ino.0, &name?, size).await }.await;
+            reply_xattr(reply, r);
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let fs = self.fs.clone();
+        self.run(async move {
+            let r = fs.listxattr(ino.0, size).await;
+            reply_xattr(reply, r);
+        });
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        let (fs, name, value) = (self.fs.clone(), name_str(name), value.to_vec());
+        let create = flags & libc::XATTR_CREATE != 0;
+        let replace = flags & libc::XATTR_REPLACE != 0;
+        self.run(async move {
+            let r = async { fs.setxattr(ino.0, &name?, &value, create, replace).await }.await;
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (fs, name) = (self.fs.clone(), name_str(name));
+        self.run(async move {
+            match async { fs.removexattr(ino.0, &name?).await }.await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

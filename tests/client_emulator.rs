@@ -30,6 +30,7 @@ fn meta(pairs: &[(&str, &str)]) -> ObjectMetadata {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -99,6 +100,83 @@ fn object_round_trip_with_metadata_ranges_and_conditions() {
             Some("BadDigest")
         );
         assert!(c.head_object("bad").await.unwrap_err().is_not_found());
+    });
+}
+
+#[test]
+fn user_metadata_over_cos_limits_is_refused() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    runtime().block_on(async {
+        let put = |m: ObjectMetadata| {
+            c.put_object(PutObject::new("m", Body::Bytes(Bytes::from_static(b"x"))).metadata(m))
+        };
+        let one = "v".repeat(2100);
+        let e = put(meta(&[("big", &one)])).await.unwrap_err();
+        assert_eq!(e.code(), Some("MetadataTooLarge"), "{e}");
+        let half = "v".repeat(1500);
+        let e = put(meta(&[("a", &half), ("b", &half), ("c", &half)]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("MetadataTooLarge"), "{e}");
+        put(meta(&[("a", &half), ("b", &half)])).await.unwrap();
+        let e = c
+            .create_multipart_upload("mp", &meta(&[("big", &one)]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("MetadataTooLarge"), "{e}");
+    });
+}
+
+#[test]
+fn storage_classes_are_stored_dropped_by_copies_unless_resent_and_archives_refuse_reads() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    runtime().block_on(async {
+        let ia = ObjectMetadata {
+            storage_class: Some("STANDARD_IA".into()),
+            ..Default::default()
+        };
+        c.put_object(PutObject::new("ia", Body::Bytes(Bytes::from_static(b"x"))).metadata(ia))
+            .await
+            .unwrap();
+        let info = c.head_object("ia").await.unwrap();
+        assert_eq!(info.storage_class.as_deref(), Some("STANDARD_IA"));
+        let page = c.list_objects(ListObjects::new("ia")).await.unwrap();
+        assert_eq!(
+            page.objects[0].storage_class.as_deref(),
+            Some("STANDARD_IA")
+        );
+        // A copy is STANDARD unless it names a class (cos-protocol.md rule 9).
+        c.copy_object(CopyObject::new("ia", "copy")).await.unwrap();
+        assert_eq!(c.head_object("copy").await.unwrap().storage_class, None);
+        c.copy_object(CopyObject::new("ia", "kept").storage_class(info.storage_class.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.head_object("kept")
+                .await
+                .unwrap()
+                .storage_class
+                .as_deref(),
+            Some("STANDARD_IA")
+        );
+        let cold = ObjectMetadata {
+            storage_class: Some("DEEP_ARCHIVE".into()),
+            ..Default::default()
+        };
+        c.put_object(PutObject::new("cold", Body::Bytes(Bytes::from_static(b"x"))).metadata(cold))
+            .await
+            .unwrap();
+        c.head_object("cold").await.unwrap();
+        let e = c
+            .get_object_bytes(GetObject::new("cold"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(403), Some("InvalidObjectState"))
+        );
     });
 }
 

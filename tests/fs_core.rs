@@ -10,7 +10,7 @@ use cosmount::cos::retry::RetryPolicy;
 use cosmount::cos::{Body, CosClient, ObjectClient, PutObject};
 use cosmount::fs::attrs::ROOT_INO;
 use cosmount::fs::read::{PrefetchConfig, Prefetcher, Version};
-use cosmount::fs::{Filesystem, FsConfig, OpenMode};
+use cosmount::fs::{Caller, Filesystem, FsConfig, OpenMode};
 use tokio::sync::Semaphore;
 
 #[test]
@@ -78,7 +78,13 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
         },
     );
     runtime().block_on(async {
-        let d = fs.mkdir(ROOT_INO, "d", 0o750, 1, 2).await.unwrap();
+        let caller = Caller {
+            uid: 1,
+            gid: 2,
+            umask: 0o022,
+        };
+        let d = fs.mkdir(ROOT_INO, "d", 0o777, caller).await.unwrap();
+        assert_eq!(d.perm, 0o755, "the umask applies");
         let (attr, fh) = fs
             .create(
                 d.ino,
@@ -88,8 +94,7 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
                     write: true,
                     ..Default::default()
                 },
-                1,
-                2,
+                caller,
             )
             .await
             .unwrap();

@@ -21,6 +21,7 @@ fn put(c: &cosmount::cos::CosClient, key: &str, data: &[u8], user: &[(&str, &str
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..Default::default()
     };
     runtime()
         .block_on(c.put_object(

@@ -171,6 +171,9 @@ pub struct ObjectMetadata {
     pub content_type: Option<String>,
     /// `x-cos-meta-<name>` values, names lower-case without the prefix.
     pub user: BTreeMap<String, String>,
+    /// `x-cos-storage-class` to write with (`None`: the client's configured class, else COS's
+    /// STANDARD). Taken from HEAD, so a copy or rewrite keeps the object's class.
+    pub storage_class: Option<String>,
 }
 
 /// What HEAD (or a GET's headers) says about an object.
@@ -187,6 +190,8 @@ pub struct ObjectInfo {
     pub sse: Option<String>,
     /// True when the object is SSE-C encrypted (the customer-algorithm header was echoed).
     pub sse_customer: bool,
+    /// `x-cos-storage-class` (COS sends it only when not STANDARD).
+    pub storage_class: Option<String>,
 }
 
 impl ObjectInfo {
@@ -194,6 +199,7 @@ impl ObjectInfo {
         ObjectMetadata {
             content_type: self.content_type.clone(),
             user: self.user.clone(),
+            storage_class: self.storage_class.clone(),
         }
     }
 }
@@ -205,6 +211,8 @@ pub struct ObjectSummary {
     pub size: u64,
     pub etag: String,
     pub last_modified: SystemTime,
+    /// `StorageClass` (`None` for STANDARD).
+    pub storage_class: Option<String>,
 }
 
 /// One page of GET Bucket, keys already URL-decoded.
@@ -356,6 +364,9 @@ pub struct CopyObject {
     pub metadata: Option<ObjectMetadata>,
     /// `x-cos-copy-source-If-Match`.
     pub source_if_match: Option<String>,
+    /// The destination's class with the `Copy` directive (a copy drops the class unless it is
+    /// sent again, cos-protocol.md rule 9); with `Replaced`, the metadata's.
+    pub storage_class: Option<String>,
 }
 
 impl CopyObject {
@@ -365,7 +376,14 @@ impl CopyObject {
             dest_key: dest_key.into(),
             metadata: None,
             source_if_match: None,
+            storage_class: None,
         }
+    }
+
+    /// Keeps (or sets) the destination's storage class.
+    pub fn storage_class(mut self, class: Option<String>) -> Self {
+        self.storage_class = class;
+        self
     }
 
     pub fn replace_metadata(mut self, m: ObjectMetadata) -> Self {
@@ -576,6 +594,18 @@ impl Request {
             self = self.header_str(&format!("x-cos-meta-{k}"), v)?;
         }
         Ok(self)
+    }
+
+    /// `x-cos-storage-class`: the object's own (`class`), else the client's configured one.
+    fn storage_class(
+        self,
+        class: Option<&str>,
+        configured: Option<&str>,
+    ) -> Result<Self, CosError> {
+        match class.or(configured) {
+            Some(c) => self.header_str("x-cos-storage-class", c),
+            None => Ok(self),
+        }
     }
 
     fn body(mut self, b: Body) -> Self {
@@ -1073,6 +1103,9 @@ fn info_from_headers(h: &HeaderMap, size: u64) -> ObjectInfo {
         crc64: crc_header(h),
         sse: header_str(h, "x-cos-server-side-encryption").map(str::to_string),
         sse_customer: h.contains_key("x-cos-server-side-encryption-customer-algorithm"),
+        storage_class: header_str(h, "x-cos-storage-class")
+            .filter(|c| !c.eq_ignore_ascii_case("STANDARD"))
+            .map(str::to_string),
     }
 }
 
@@ -1193,7 +1226,11 @@ impl ObjectClient for CosClient {
     async fn put_object(&self, req: PutObject) -> Result<PutOutput, CosError> {
         let mut r = Request::new("PUT", Method::PUT, Some(&req.key))
             .sse(&self.config.sse, SseRequest::Put)
-            .metadata(&req.metadata)?;
+            .metadata(&req.metadata)?
+            .storage_class(
+                req.metadata.storage_class.as_deref(),
+                self.config.storage_class.as_deref(),
+            )?;
         if let Some(md5) = &req.content_md5 {
             r = r.header_str("content-md5", md5)?;
         }
@@ -1254,14 +1291,19 @@ impl ObjectClient for CosClient {
         let mut r = Request::new("COPY", Method::PUT, Some(&req.dest_key))
             .header_str("x-cos-copy-source", &self.copy_source(&req.source_key))?
             .sse(&self.config.sse, SseRequest::Copy);
-        match &req.metadata {
-            None => r = r.header_str("x-cos-metadata-directive", "Copy")?,
+        let class = match &req.metadata {
+            None => {
+                r = r.header_str("x-cos-metadata-directive", "Copy")?;
+                req.storage_class.as_deref()
+            }
             Some(m) => {
                 r = r
                     .header_str("x-cos-metadata-directive", "Replaced")?
-                    .metadata(m)?
+                    .metadata(m)?;
+                m.storage_class.as_deref()
             }
-        }
+        };
+        r = r.storage_class(class, self.config.storage_class.as_deref())?;
         if let Some(etag) = &req.source_if_match {
             r = r.header_str("x-cos-copy-source-If-Match", etag)?;
         }
@@ -1306,6 +1348,10 @@ impl ObjectClient for CosClient {
                 size: c.size,
                 etag: c.etag.clone(),
                 last_modified: parse_iso8601(&c.last_modified).unwrap_or(UNIX_EPOCH),
+                storage_class: c
+                    .storage_class
+                    .clone()
+                    .filter(|c| !c.eq_ignore_ascii_case("STANDARD")),
             })
             .collect();
         let next_marker = match res.next_marker.as_deref().filter(|m| !m.is_empty()) {
@@ -1332,7 +1378,11 @@ impl ObjectClient for CosClient {
         let r = Request::new("Initiate Multipart", Method::POST, Some(key))
             .param("uploads", "")
             .sse(&self.config.sse, SseRequest::InitiateMultipart)
-            .metadata(metadata)?;
+            .metadata(metadata)?
+            .storage_class(
+                metadata.storage_class.as_deref(),
+                self.config.storage_class.as_deref(),
+            )?;
         let (_, body) = self.run_xml(r).await?;
         let res: xml::InitiateMultipartUploadResult =
             xml::from_str(&body).map_err(CosError::protocol)?;

@@ -768,8 +768,14 @@ fn request_key_md5(h: &HeaderMap, prefix: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Headers an object keeps, taken from a writing request.
-fn stored_headers(h: &HeaderMap, sse: StoredSse) -> StoredHeaders {
+/// COS's limits on user metadata (cos-protocol.md §4): one `x-cos-meta-*` header (name and
+/// value) at most 2 KB, all of them together at most 4 KB.
+const META_HEADER_LIMIT: usize = 2048;
+const META_TOTAL_LIMIT: usize = 4096;
+
+/// Headers an object keeps, taken from a writing request; user metadata over COS's limits is
+/// refused (400 MetadataTooLarge: S3's code for it; COS's own is unverified, docs/EMULATOR.md).
+fn stored_headers(h: &HeaderMap, sse: StoredSse) -> Result<StoredHeaders, ApiError> {
     let mut s = StoredHeaders {
         content_type: h
             .get("content-type")
@@ -788,19 +794,36 @@ fn stored_headers(h: &HeaderMap, sse: StoredSse) -> StoredHeaders {
             s.standard.insert(name.to_string(), v.to_string());
         }
     }
+    let mut total = 0;
     for (k, v) in h.iter() {
         if k.as_str().starts_with("x-cos-meta-")
             && let Ok(v) = v.to_str()
         {
+            let size = k.as_str().len() + v.len();
+            if size > META_HEADER_LIMIT {
+                return Err(err(
+                    400,
+                    "MetadataTooLarge",
+                    format!("the user metadata header {} is over 2 KB", k.as_str()),
+                ));
+            }
+            total += size;
             s.user.insert(k.as_str().to_string(), v.to_string());
         }
+    }
+    if total > META_TOTAL_LIMIT {
+        return Err(err(
+            400,
+            "MetadataTooLarge",
+            "the user metadata headers are over 4 KB in all",
+        ));
     }
     s.storage_class = h
         .get("x-cos-storage-class")
         .and_then(|v| v.to_str().ok())
         .filter(|c| !c.eq_ignore_ascii_case("STANDARD"))
         .map(str::to_ascii_uppercase);
-    s
+    Ok(s)
 }
 
 /// The ETag of a simple upload: the MD5 for plain and SSE-COS objects, opaque otherwise (§4).
@@ -1087,6 +1110,20 @@ fn get_object(ctx: &Ctx, head: bool, cut_body: bool) -> Handled {
             .insert("x-cos-hash-crc64ecma", hv(&meta.crc64.to_string()));
         return Ok(r);
     }
+    if !head
+        && matches!(
+            meta.headers.storage_class.as_deref(),
+            Some("ARCHIVE") | Some("DEEP_ARCHIVE")
+        )
+    {
+        // Archived objects are read only after a restore, which the emulator does not have.
+        return Err(err(
+            403,
+            "InvalidObjectState",
+            "The operation is not valid for the object storage class.",
+        )
+        .into());
+    }
     let range = match ctx.header("range") {
         Some(v) => parse_range(v, meta.size)?,
         None => None,
@@ -1136,7 +1173,7 @@ async fn put_object(ctx: &Ctx, body: Incoming) -> Handled {
     let bucket = ctx.bucket()?;
     check_key_for_write(&ctx.key)?;
     let (sse, customer_md5) = sse_for_write(&ctx.headers)?;
-    let headers = stored_headers(&ctx.headers, sse);
+    let headers = stored_headers(&ctx.headers, sse)?;
     let received = receive(bucket, ctx, body, MAX_SINGLE_UPLOAD).await?;
     let etag = simple_etag(&received.md5, &headers.sse);
     let meta = bucket
@@ -1275,11 +1312,14 @@ async fn copy_object(state: &State, ctx: &Ctx) -> Handled {
             )
             .into());
         }
+        // A copy drops the storage class unless the request names one (cos-protocol.md
+        // rule 9).
         "Copy" => StoredHeaders {
             sse,
+            storage_class: stored_headers(&ctx.headers, StoredSse::None)?.storage_class,
             ..src.headers.clone()
         },
-        "Replaced" => stored_headers(&ctx.headers, sse),
+        "Replaced" => stored_headers(&ctx.headers, sse)?,
         other => {
             return Err(err(
                 400,
@@ -1525,7 +1565,7 @@ fn initiate(ctx: &Ctx) -> Handled {
     let bucket = ctx.bucket()?;
     check_key_for_write(&ctx.key)?;
     let (sse, customer_md5) = sse_for_write(&ctx.headers)?;
-    let headers = stored_headers(&ctx.headers, sse);
+    let headers = stored_headers(&ctx.headers, sse)?;
     let sse_echo = headers.sse.clone();
     let id = bucket.create_upload(&ctx.key, headers).map_err(internal)?;
     let mut r = xml_response(

@@ -115,6 +115,9 @@ pub struct MetaAttrs {
     pub ctime: Option<SystemTime>,
     pub atime: Option<SystemTime>,
     pub rdev: Option<u32>,
+    /// Extended attributes (`x-cos-meta-xattr`, see xattr.rs); `Some` of an empty map removes
+    /// the header.
+    pub xattrs: Option<super::xattr::Xattrs>,
 }
 
 /// Parses `1700000000` or `1700000000.25`.
@@ -157,6 +160,9 @@ impl MetaAttrs {
             ctime: time(META_CTIME),
             atime: time(META_ATIME),
             rdev: num(META_RDEV),
+            xattrs: user
+                .get(super::xattr::META_XATTR)
+                .map(|h| super::xattr::decode(h)),
         }
     }
 
@@ -173,6 +179,12 @@ impl MetaAttrs {
         }
         if let Some(r) = self.rdev {
             user.insert(META_RDEV.into(), r.to_string());
+        }
+        if let Some(x) = &self.xattrs {
+            match super::xattr::encode(x) {
+                Some(h) => user.insert(super::xattr::META_XATTR.into(), h),
+                None => user.remove(super::xattr::META_XATTR),
+            };
         }
         for (name, t) in [
             (META_MTIME, self.mtime),
@@ -194,6 +206,9 @@ impl MetaAttrs {
         self.ctime = other.ctime.or(self.ctime);
         self.atime = other.atime.or(self.atime);
         self.rdev = other.rdev.or(self.rdev);
+        if other.xattrs.is_some() {
+            self.xattrs = other.xattrs.clone();
+        }
     }
 
     /// The kind an object with this metadata has (a key without a trailing slash): what its
@@ -208,7 +223,11 @@ impl MetaAttrs {
 
     /// Only the times differ from `MetaAttrs::default()` (or nothing does).
     pub fn only_times(&self) -> bool {
-        self.mode.is_none() && self.uid.is_none() && self.gid.is_none() && self.rdev.is_none()
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.rdev.is_none()
+            && self.xattrs.is_none()
     }
 }
 

@@ -344,6 +344,7 @@ mod tests {
             size: 1,
             etag: "\"e\"".into(),
             last_modified: SystemTime::UNIX_EPOCH,
+            storage_class: None,
         }
     }
 

@@ -34,6 +34,18 @@ pub enum FsError {
     SseKey,
     #[error("a previous commit of this file failed; its data were not stored")]
     CommitFailed,
+    #[error("the object is in archive storage (ARCHIVE or DEEP_ARCHIVE) and not restored")]
+    Archived,
+    #[error("no such extended attribute")]
+    NoAttr,
+    #[error("the extended attributes would not fit in COS's 2 KB metadata header")]
+    TooBig,
+    #[error("the object's metadata would pass COS's 4 KB limit")]
+    NoSpace,
+    #[error("the buffer is too small, or the attribute name too long")]
+    Range,
+    #[error("extended attributes are turned off (--no-xattr)")]
+    XattrsOff,
     #[error("COS request failed: {0}")]
     Cos(#[from] CosError),
     #[error("local I/O error: {0}")]
@@ -56,6 +68,8 @@ impl FsError {
             FsError::Stale
         } else if e.is_not_found() {
             FsError::NotFound
+        } else if e.code() == Some("InvalidObjectState") {
+            FsError::Archived
         } else {
             FsError::Cos(e)
         }
@@ -85,6 +99,19 @@ impl FsError {
             // Reading without the right SSE-C key: access is denied, no bytes are wrong.
             FsError::SseKey => libc::EACCES,
             FsError::CommitFailed => libc::EIO,
+            // Its bytes cannot be had until someone restores it: an I/O error, with a log line
+            // that says so (handles.rs), rather than EACCES, which would send users looking at
+            // permissions.
+            FsError::Archived => libc::EIO,
+            FsError::NoAttr => libc::ENODATA,
+            // setxattr(2): "the size of name or value exceeds a filesystem-specific limit".
+            FsError::TooBig => libc::E2BIG,
+            // setxattr(2): "insufficient space remaining to store the extended attribute".
+            FsError::NoSpace => libc::ENOSPC,
+            FsError::Range => libc::ERANGE,
+            // ENOSYS, which the kernel turns into EOPNOTSUPP for the program and remembers, so
+            // it stops asking (for security.capability on every write, for one).
+            FsError::XattrsOff => libc::ENOSYS,
             FsError::Cos(e) => match e.status() {
                 Some(403) => libc::EACCES,
                 _ => libc::EIO,

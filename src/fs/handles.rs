@@ -15,7 +15,7 @@ use super::meta_cache::{FileStat, Stat};
 use super::open_file::{FileHandle, FileState, OpenFile, Reader};
 use super::read::{Prefetcher, Version};
 use super::write::{Base, Committed, WriteConfig, WriteHandle};
-use super::{Filesystem, Handle, OpenMode};
+use super::{Caller, Filesystem, Handle, OpenMode};
 
 /// The process (thread group) of a thread id, from /proc; `None` when it cannot be told (the
 /// thread is gone, or lives in another pid namespace).
@@ -295,8 +295,7 @@ impl Filesystem {
         name: &str,
         mode: u32,
         open: OpenMode,
-        uid: u32,
-        gid: u32,
+        caller: Caller,
     ) -> FsResult<(Attr, u64)> {
         self.check_writable()?;
         let key = self.child_key(parent, name)?;
@@ -316,7 +315,7 @@ impl Filesystem {
                 .await?;
             return Ok((self.getattr(attr.ino).await?, fh));
         }
-        let attrs = Self::new_attrs(Kind::File, mode, uid, gid);
+        let attrs = self.entry_attrs(parent, Kind::File, mode, caller).await?;
         // An inode still open under this name is of an object that is gone (the name is
         // free): its descriptors keep it, the new file gets an inode of its own.
         let old = self.inodes.lock().child(parent, name);
@@ -378,6 +377,12 @@ impl Filesystem {
             ),
             Err(FsError::Stale) => log::warn!(
                 "{} changed while open; reads of this descriptor fail with ESTALE",
+                r.version.as_ref().map(|v| v.key.as_str()).unwrap_or("?")
+            ),
+            Err(FsError::Archived) => log::error!(
+                "cannot read {}: it is in COS archive storage (ARCHIVE or DEEP_ARCHIVE) and not \
+                 restored; restore it first (COS console, coscmd restore, or the SDK's \
+                 restore_object), then read it again",
                 r.version.as_ref().map(|v| v.key.as_str()).unwrap_or("?")
             ),
             Err(_) => {}

@@ -336,10 +336,7 @@ impl Filesystem {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
-        let expected = self.inodes.lock().get(ino).map(|n| (n.kind, n.unlinked));
-        let Some((kind, unlinked)) = expected else {
-            return Err(FsError::Stale);
-        };
+        let (kind, unlinked) = self.kind_and_removal(ino)?;
         if unlinked {
             // Removed while open: the open file is all there is.
             return Ok(self.detached_attr(ino, kind));

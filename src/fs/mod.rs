@@ -10,6 +10,7 @@
 //! state they share is here: the inode table, the metadata cache, the listings, and the table
 //! of open files (`open_file.rs`), one per inode with open descriptors.
 
+pub mod acl;
 pub mod attrs;
 pub mod dir;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod read;
 mod readdir;
 mod setattr;
 pub mod write;
+pub mod xattr;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -113,6 +115,15 @@ pub struct OpenMode {
     /// The opening thread's id as the kernel reports it (to tell its process's closes from
     /// those of children that inherited the descriptor; see `flush`).
     pub caller: Option<u32>,
+}
+
+/// Who asks for a create-type call (create, mkdir, mknod, symlink): the new entry's owner and
+/// the umask that applies unless its directory has a default ACL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: u32,
 }
 
 /// A time to set: a given one, or the time of the call (`UTIME_NOW`).
@@ -286,10 +297,15 @@ impl Filesystem {
 
     /// The kind of a known inode (ESTALE once the kernel's inode is forgotten here).
     fn kind_of(&self, ino: Ino) -> FsResult<Kind> {
+        self.kind_and_removal(ino).map(|(k, _)| k)
+    }
+
+    /// The kind of a known inode and whether it was removed (or replaced) while still open.
+    fn kind_and_removal(&self, ino: Ino) -> FsResult<(Kind, bool)> {
         self.inodes
             .lock()
             .get(ino)
-            .map(|n| n.kind)
+            .map(|n| (n.kind, n.unlinked))
             .ok_or(FsError::Stale)
     }
 

@@ -9,13 +9,14 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::Filesystem;
 use super::attrs::{Attr, Ino, Kind, MetaAttrs, mode_bits};
 use super::dir::DirHandle;
 use super::error::{FsError, FsResult};
 use super::meta_cache::{DirStat, FileStat, Stat};
 use super::open_file::{FileState, OpenFile};
 use super::write::{Base, WriteHandle, server_side_copy};
+use super::xattr::Xattrs;
+use super::{Caller, Filesystem, acl};
 use crate::cos::client::list_all;
 use crate::cos::{Body, ListObjects, ObjectMetadata, PutObject};
 
@@ -33,6 +34,7 @@ impl Filesystem {
             ctime: Some(now),
             atime: Some(now),
             rdev: None,
+            xattrs: None,
         }
     }
 
@@ -43,6 +45,40 @@ impl Filesystem {
         let key = self.child_key(parent, name)?;
         self.ensure_absent(parent, name, &key).await?;
         Ok(key)
+    }
+
+    /// The attributes of a new entry of `parent` asked for with `mode` by `caller`: the mode
+    /// the umask or the directory's default ACL leaves, and the ACLs it inherits (acl.rs).
+    pub(super) async fn entry_attrs(
+        &self,
+        parent: Ino,
+        kind: Kind,
+        mode: u32,
+        caller: Caller,
+    ) -> FsResult<MetaAttrs> {
+        let default = if self.cfg.xattrs {
+            self.current_xattrs(parent).await?.remove(acl::DEFAULT)
+        } else {
+            None
+        };
+        let inherited = acl::inherit(
+            default.as_deref(),
+            mode & 0o7777,
+            caller.umask,
+            kind == Kind::Dir,
+        );
+        let mut attrs = Self::new_attrs(kind, inherited.mode, caller.uid, caller.gid);
+        if inherited.access.is_some() || inherited.default.is_some() {
+            let mut acls = Xattrs::new();
+            if let Some(a) = inherited.access {
+                acls.insert(acl::ACCESS.to_string(), a);
+            }
+            if let Some(d) = inherited.default {
+                acls.insert(acl::DEFAULT.to_string(), d);
+            }
+            attrs.xattrs = Some(acls);
+        }
+        Ok(attrs)
     }
 
     /// EEXIST unless `parent/name` is free (locally and in COS).
@@ -72,6 +108,9 @@ impl Filesystem {
     ) -> FsResult<Attr> {
         let mut meta = ObjectMetadata::default();
         attrs.apply(&mut meta.user);
+        if kind == Kind::File {
+            meta.content_type = super::write::content_type_of(key);
+        }
         let stored_key = if kind == Kind::Dir {
             self.dir_prefix(key)
         } else {
@@ -110,11 +149,10 @@ impl Filesystem {
         parent: Ino,
         name: &str,
         mode: u32,
-        uid: u32,
-        gid: u32,
+        caller: Caller,
     ) -> FsResult<Attr> {
         let key = self.free_key(parent, name).await?;
-        let attrs = Self::new_attrs(Kind::Dir, mode, uid, gid);
+        let attrs = self.entry_attrs(parent, Kind::Dir, mode, caller).await?;
         let attr = self
             .put_new(parent, name, &key, Bytes::new(), attrs, Kind::Dir)
             .await?;
@@ -132,15 +170,13 @@ impl Filesystem {
     /// mknod(2): a FIFO, socket or device is an empty object whose mode carries its type and,
     /// for a device, whose `x-cos-meta-rdev` carries its number (as cosfs and s3fs store them);
     /// a regular file is an empty object.
-    #[allow(clippy::too_many_arguments)]
     pub async fn mknod(
         &self,
         parent: Ino,
         name: &str,
         mode: u32,
         rdev: u32,
-        uid: u32,
-        gid: u32,
+        caller: Caller,
     ) -> FsResult<Attr> {
         let kind = match Kind::from_mode(mode) {
             Some(Kind::Dir | Kind::Symlink) | None => {
@@ -149,7 +185,7 @@ impl Filesystem {
             Some(k) => k,
         };
         let key = self.free_key(parent, name).await?;
-        let mut attrs = Self::new_attrs(kind, mode, uid, gid);
+        let mut attrs = self.entry_attrs(parent, kind, mode, caller).await?;
         if matches!(kind, Kind::CharDevice | Kind::BlockDevice) {
             attrs.rdev = Some(rdev);
         }
@@ -162,11 +198,10 @@ impl Filesystem {
         parent: Ino,
         name: &str,
         target: &str,
-        uid: u32,
-        gid: u32,
+        caller: Caller,
     ) -> FsResult<Attr> {
         let key = self.free_key(parent, name).await?;
-        let attrs = Self::new_attrs(Kind::Symlink, 0o777, uid, gid);
+        let attrs = Self::new_attrs(Kind::Symlink, 0o777, caller.uid, caller.gid);
         let attr = self
             .put_new(
                 parent,
@@ -299,13 +334,14 @@ impl Filesystem {
     }
 
     /// Server-side copy of one object, multipart above 5 GiB (Upload Part - Copy), with its
-    /// metadata kept, or replaced by `metadata`.
+    /// metadata kept (and its storage class `class`), or replaced by `metadata`.
     async fn copy_one(
         &self,
         src: &str,
         dst: &str,
         size: u64,
         metadata: Option<ObjectMetadata>,
+        class: Option<String>,
     ) -> FsResult<crate::cos::client::PutOutput> {
         server_side_copy(
             &*self.client,
@@ -313,6 +349,7 @@ impl Filesystem {
             dst,
             size,
             metadata,
+            class,
             self.cfg.max_concurrency,
         )
         .await
@@ -405,7 +442,8 @@ impl Filesystem {
                 let info = self.head_fresh(&src).await?;
                 // The renamed file's ctime moves, as on Linux file systems.
                 let meta = ctime_now(info.metadata());
-                self.copy_one(&src, &dst, info.size, Some(meta)).await?;
+                self.copy_one(&src, &dst, info.size, Some(meta), None)
+                    .await?;
                 self.client
                     .delete_object(&src)
                     .await
@@ -478,13 +516,13 @@ impl Filesystem {
             .try_collect()
             .await
             .map_err(FsError::Cos)?;
-        let objects: Vec<(String, u64)> = pages
+        let objects: Vec<(String, u64, Option<String>)> = pages
             .into_iter()
             .flat_map(|p| p.objects)
-            .map(|o| (o.key, o.size))
+            .map(|o| (o.key, o.size, o.storage_class))
             .collect();
         futures::stream::iter(objects.iter().cloned())
-            .map(|(key, size)| {
+            .map(|(key, size, class)| {
                 let target = format!("{dst_prefix}{}", &key[src_prefix.len()..]);
                 let marker = key == src_prefix;
                 async move {
@@ -494,7 +532,7 @@ impl Filesystem {
                     } else {
                         None
                     };
-                    self.copy_one(&key, &target, size, metadata)
+                    self.copy_one(&key, &target, size, metadata, class)
                         .await
                         .map(|_| ())
                 }
@@ -502,7 +540,7 @@ impl Filesystem {
             .buffer_unordered(RENAME_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
-        let keys: Vec<String> = objects.into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = objects.into_iter().map(|(k, ..)| k).collect();
         let failed = self
             .client
             .delete_objects(&keys)

@@ -12,6 +12,30 @@ use super::meta_cache::{DirStat, FileStat, Stat};
 use super::{Filesystem, SetAttr};
 use crate::cos::{Body, CopyObject, ObjectMetadata, PutObject};
 
+/// `attrs`, and when they change the mode of an object with an access ACL, that ACL following
+/// the new mode (acl.rs; the kernel leaves it to the file system).
+fn with_acl_chmod(
+    attrs: &MetaAttrs,
+    user: &std::collections::BTreeMap<String, String>,
+) -> MetaAttrs {
+    let mut out = attrs.clone();
+    if let Some(mode) = attrs.mode {
+        let mut x = MetaAttrs::parse(user).xattrs.unwrap_or_default();
+        if let Some(new) = x
+            .get(super::acl::ACCESS)
+            .and_then(|v| super::acl::chmod(v, mode))
+        {
+            x.insert(super::acl::ACCESS.to_string(), new);
+            out.xattrs = Some(x);
+        }
+    }
+    out
+}
+
+/// Computes the attributes to store from an object's current user metadata.
+pub(super) type MetaChange<'a> =
+    dyn Fn(&std::collections::BTreeMap<String, String>) -> FsResult<MetaAttrs> + Send + Sync + 'a;
+
 impl Filesystem {
     pub async fn setattr(&self, ino: Ino, fh: Option<u64>, change: SetAttr) -> FsResult<Attr> {
         let now = SystemTime::now();
@@ -38,12 +62,7 @@ impl Filesystem {
             }
             return Ok(self.root_attr());
         }
-        let (kind, unlinked) = self
-            .inodes
-            .lock()
-            .get(ino)
-            .map(|n| (n.kind, n.unlinked))
-            .ok_or(FsError::Stale)?;
+        let (kind, unlinked) = self.kind_and_removal(ino)?;
         if let Some(mode) = attrs.mode {
             attrs.mode = Some(mode_bits(kind, (mode & 0o7777) as u16));
         }
@@ -84,16 +103,31 @@ impl Filesystem {
         fh: Option<u64>,
         attrs: &MetaAttrs,
     ) -> FsResult<()> {
+        self.update_meta(ino, kind, fh, &|user| Ok(with_acl_chmod(attrs, user)))
+            .await
+    }
+
+    /// Changes the metadata of `ino`: `change` computes the attributes to store from the
+    /// freshest user metadata (the open file's state, else a HEAD), so that changes computed
+    /// from what is stored (an extended attribute among the others) build on the latest.
+    pub(super) async fn update_meta(
+        &self,
+        ino: Ino,
+        kind: Kind,
+        fh: Option<u64>,
+        change: &MetaChange<'_>,
+    ) -> FsResult<()> {
         let key = self.key_of(ino).unwrap_or_default();
         if kind == Kind::Dir {
-            return self.change_dir_attrs(&key, attrs).await;
+            return self.change_dir_attrs(&key, change).await;
         }
         let open = self.files.lock().get(&ino).cloned();
         if let Some(file) = open {
             let rides = self.rides_along(ino, fh);
             let mut st = file.state.lock().await;
             if let Some(w) = st.writer.as_mut() {
-                w.set_attrs(attrs);
+                let attrs = change(&w.metadata_now().user)?;
+                w.set_attrs(&attrs);
                 file.sync_view(&st);
                 if rides || self.key_of(ino).is_err() {
                     return Ok(());
@@ -101,22 +135,23 @@ impl Filesystem {
                 return self.commit_state(&file, &mut st, false).await;
             }
             // Only readers: the object's metadata changes under them, its bytes do not.
-            let out = self.copy_with_attrs(&key, attrs).await?;
+            let out = self.copy_with_attrs(&key, change).await?;
             if let Some(mut v) = st.version.clone() {
                 v.etag = out;
                 st.committed(v);
             }
             return Ok(());
         }
-        self.copy_with_attrs(&key, attrs).await.map(|_| ())
+        self.copy_with_attrs(&key, change).await.map(|_| ())
     }
 
     /// Replaces the metadata of `key` by a copy of the object onto itself; returns the new ETag.
-    async fn copy_with_attrs(&self, key: &str, attrs: &MetaAttrs) -> FsResult<String> {
+    async fn copy_with_attrs(&self, key: &str, change: &MetaChange<'_>) -> FsResult<String> {
         let info = self.head_fresh(key).await?;
         let mut meta = info.metadata();
+        let attrs = change(&meta.user)?;
         let mut merged = MetaAttrs::parse(&meta.user);
-        merged.merge(attrs);
+        merged.merge(&attrs);
         merged.apply(&mut meta.user);
         let out = self
             .client
@@ -140,15 +175,16 @@ impl Filesystem {
     }
 
     /// A directory's marker carries its attributes; an implicit directory gets a marker.
-    async fn change_dir_attrs(&self, key: &str, attrs: &MetaAttrs) -> FsResult<()> {
+    async fn change_dir_attrs(&self, key: &str, change: &MetaChange<'_>) -> FsResult<()> {
         let marker_key = self.dir_prefix(key);
         let (mut meta, etag) = match self.client.head_object(&marker_key).await {
             Ok(info) => (info.metadata(), Some(info.etag)),
             Err(e) if e.is_not_found() => (ObjectMetadata::default(), None),
             Err(e) => return Err(FsError::from_read(e)),
         };
+        let attrs = change(&meta.user)?;
         let mut merged = MetaAttrs::parse(&meta.user);
-        merged.merge(attrs);
+        merged.merge(&attrs);
         merged.apply(&mut meta.user);
         match etag {
             Some(etag) => {

@@ -48,18 +48,20 @@ const COPY_PART_SIZE: u64 = 1 << 30;
 
 /// Copies object `src` to `dst` inside the bucket, server-side: one PUT Object - Copy up to
 /// 5 GiB, Upload Part - Copy above (`concurrency` parts at once). `metadata`: `None` keeps the
-/// source's, `Some` replaces it (a copy onto itself changes only metadata).
+/// source's, with its storage class `class` (a copy does not keep it by itself), `Some`
+/// replaces it, class included (a copy onto itself changes only metadata).
 pub async fn server_side_copy(
     client: &dyn ObjectClient,
     src: &str,
     dst: &str,
     size: u64,
     metadata: Option<ObjectMetadata>,
+    class: Option<String>,
     concurrency: usize,
 ) -> FsResult<PutOutput> {
     use futures::{StreamExt, TryStreamExt};
     if size <= MAX_SINGLE_UPLOAD {
-        let mut req = crate::cos::CopyObject::new(src, dst);
+        let mut req = crate::cos::CopyObject::new(src, dst).storage_class(class);
         if let Some(m) = metadata {
             req = req.replace_metadata(m);
         }
@@ -123,6 +125,15 @@ fn metadata_changed(old: &ObjectMetadata, new: &ObjectMetadata, explicit_times: 
         (m.content_type.clone(), user)
     };
     strip(old) != strip(new)
+}
+
+/// The Content-Type for a new object named `key`, from its extension (mime_guess's table);
+/// `None` (COS's default, application/octet-stream) when the extension is unknown.
+pub fn content_type_of(key: &str) -> Option<String> {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    mime_guess::from_path(name)
+        .first()
+        .map(|m| m.essence_str().to_string())
 }
 
 /// The size of part `i` (0-based) for base part size `ps`.
@@ -931,6 +942,11 @@ impl WriteHandle {
         Ok(())
     }
 
+    /// The user metadata the next commit would store, as of now.
+    pub fn metadata_now(&self) -> ObjectMetadata {
+        self.final_metadata(SystemTime::now())
+    }
+
     /// The metadata of the object a commit writes: the base's, with attribute changes.
     fn final_metadata(&self, now: SystemTime) -> ObjectMetadata {
         let mut m = self
@@ -938,6 +954,12 @@ impl WriteHandle {
             .as_ref()
             .map(|b| b.metadata.clone())
             .unwrap_or_default();
+        if self.base.is_none() && m.content_type.is_none() {
+            // A new object's type follows its name, as cosfs and s3fs set it, so a bucket
+            // served over HTTP opens right in a browser; later writes, renames and metadata
+            // copies keep it.
+            m.content_type = content_type_of(&self.key);
+        }
         let mut attrs = MetaAttrs::parse(&m.user);
         attrs.merge(&self.attrs);
         if self.content_dirty && self.attrs.mtime.is_none() {
@@ -1112,6 +1134,7 @@ impl WriteHandle {
                 key,
                 self.size,
                 Some(metadata.clone()),
+                None,
                 4,
             )
             .await?;

@@ -4,7 +4,7 @@ write objects the way other COS clients do and to check what cosmount stored.
 Environment: SDK_PORT (emulator port, reached as a proxy so requests carry real COS host names),
 SDK_SECRET_ID, SDK_SECRET_KEY, SDK_BUCKET, optional SDK_TOKEN.
 
-  sdk_tool.py put KEY FILE [--meta name=value ...] [--sse-c-key-b64 K]
+  sdk_tool.py put KEY FILE [--meta name=value ...] [--storage-class C] [--sse-c-key-b64 K]
   sdk_tool.py md5 KEY [--sse-c-key-b64 K]        prints the md5 of the object's bytes
   sdk_tool.py get KEY [--sse-c-key-b64 K]        writes the object's bytes to stdout
   sdk_tool.py head KEY [--sse-c-key-b64 K]       prints the response headers as JSON
@@ -51,6 +51,7 @@ def main():
     p.add_argument("file", nargs="?")
     p.add_argument("--meta", action="append", default=[])
     p.add_argument("--sse-c-key-b64")
+    p.add_argument("--storage-class")
     args = p.parse_args()
     c = client()
     bucket = os.environ["SDK_BUCKET"]
@@ -62,7 +63,10 @@ def main():
                 meta["x-cos-meta-" + k] = v
             with open(args.file, "rb") as f:
                 body = f.read()
-            c.put_object(Bucket=bucket, Key=args.key, Body=body, Metadata=meta, **sse_c(args))
+            extra = sse_c(args)
+            if args.storage_class:
+                extra["StorageClass"] = args.storage_class
+            c.put_object(Bucket=bucket, Key=args.key, Body=body, Metadata=meta, **extra)
         elif args.cmd == "md5":
             r = c.get_object(Bucket=bucket, Key=args.key, **sse_c(args))
             stream = r["Body"].get_raw_stream()
