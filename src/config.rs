@@ -3,7 +3,8 @@
 //! YAML config file (the seed's keys: `credential`, `name`, `work_dir`, `location`, plus
 //! `endpoint` and the SSE keys), then defaults. Credentials come from `--credential`, the
 //! environment, or a passwd file, first found wins. clap types stop here: everything leaves as
-//! `ClientConfig` and `FsConfig`. Every error is one line that says what to fix.
+//! `ClientConfig` and `FsConfig`. Every error is one line that says what to fix. cosfs's own
+//! option names, bucket forms and `url=` rule are translated in `cosfs` (a child module).
 
 use std::ffi::OsString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -21,6 +22,8 @@ use crate::fs::FsConfig;
 use crate::fs::attrs::Defaults;
 use crate::fs::read::PrefetchConfig;
 
+mod cosfs;
+
 /// A configuration error: one line for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -28,6 +31,21 @@ pub struct ConfigError(pub String);
 
 fn cerr<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
+}
+
+/// Sets an option that is not set yet: the first source wins (flags before `-o` options).
+fn set<T>(slot: &mut Option<T>, v: T) {
+    if slot.is_none() {
+        *slot = Some(v);
+    }
+}
+
+/// A line for the log about an option that was accepted: what cosmount does instead of what the
+/// option asks, or why it changes nothing. Logged once logging is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub level: log::Level,
+    pub text: String,
 }
 
 /// Where and as whom to reach COS; shared by the mount and `cleanup-uploads`.
@@ -70,11 +88,17 @@ pub struct ConnectionArgs {
     /// Longest wait for a response or its next bytes, e.g. 30s.
     #[arg(long)]
     pub request_timeout: Option<String>,
+    /// Longest wait for a TCP (and TLS) connection, e.g. 10s (default).
+    #[arg(long)]
+    pub connect_timeout: Option<String>,
     /// COS storage class of the objects written: STANDARD (default), STANDARD_IA, ARCHIVE,
     /// DEEP_ARCHIVE, INTELLIGENT_TIERING, MAZ_STANDARD, MAZ_STANDARD_IA,
     /// MAZ_INTELLIGENT_TIERING.
     #[arg(long)]
     pub storage_class: Option<String>,
+    /// An SSE-C key already read from a cosfs key file (`-o use_sse=custom:FILE`).
+    #[arg(skip)]
+    pub sse_c_key: Option<SseCKey>,
 }
 
 /// `cosmount [OPTIONS] BUCKET MOUNTPOINT`.
@@ -83,7 +107,7 @@ pub struct ConnectionArgs {
     name = "cosmount",
     version,
     about = "Mount a Tencent Cloud Object Storage (COS) bucket as a local directory",
-    after_help = "Every option can also be given as -o name=value (e.g. in /etc/fstab with type fuse.cosmount).\nRun `cosmount cleanup-uploads --help` for the multipart cleanup command."
+    after_help = "Every option can also be given as -o name=value (e.g. in /etc/fstab with type fuse.cosmount), and cosfs's -o options work too (README: Coming from cosfs).\nRun `cosmount cleanup-uploads --help` for the multipart cleanup command."
 )]
 pub struct MountArgs {
     /// The bucket, as <name>-<appid>.
@@ -174,6 +198,18 @@ pub struct MountArgs {
     /// Refuse extended attributes (ENOTSUP), as cosfs's `noxattr`.
     #[arg(long)]
     pub no_xattr: bool,
+    /// cosfs's -d: more log (info; twice: debug, in the foreground).
+    #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count, hide = true)]
+    pub debug: u8,
+    /// cosfs's -s (single-threaded FUSE): accepted, cosmount stays concurrent.
+    #[arg(short = 's', hide = true)]
+    pub single_thread: bool,
+    /// cosfs options that are decided once every option is read.
+    #[arg(skip)]
+    pub cosfs: cosfs::CosfsOptions,
+    /// Log lines about accepted options (see `Note`).
+    #[arg(skip)]
+    pub notes: Vec<Note>,
 }
 
 /// Everything `main` needs to mount.
@@ -192,6 +228,8 @@ pub struct MountConfig {
     pub log_file: Option<PathBuf>,
     /// Kernel read-ahead for the mount in KiB (0: the kernel's default).
     pub read_ahead_kib: u32,
+    /// Lines to log about the options given (cosfs options accepted with a remark).
+    pub notes: Vec<Note>,
 }
 
 /// The YAML config file (seed keys plus endpoint and SSE).
@@ -295,15 +333,30 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// cosfs's system-wide passwd file, which cosfs (like s3fs for its own) lets its group read:
+/// cosfs's documentation has it `chmod 640`.
+const COSFS_SYSTEM_PASSWD: &str = "/etc/passwd-cosfs";
+
+/// Why a passwd file's permissions are refused, if they are: group or others may not read it,
+/// except that cosfs's system-wide file may be read by its group.
+fn passwd_permissions_problem(path: &Path, mode: u32) -> Option<String> {
+    let shown = path.display();
+    if path == Path::new(COSFS_SYSTEM_PASSWD) {
+        (mode & 0o007 != 0)
+            .then(|| format!("passwd file {shown} is readable by others; run chmod 640 on it"))
+    } else {
+        (mode & 0o077 != 0).then(|| {
+            format!("passwd file {shown} is readable by group or others; run chmod 600 on it")
+        })
+    }
+}
+
 /// Reads a cosfs-style passwd file: `bucket:SecretId:SecretKey` or `SecretId:SecretKey` lines.
 fn read_passwd_file(path: &Path, bucket: &str) -> Result<Option<Credentials>, ConfigError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| ConfigError(format!("cannot read passwd file {}: {e}", path.display())))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return cerr(format!(
-            "passwd file {} is readable by group or others; run chmod 600 on it",
-            path.display()
-        ));
+    if let Some(problem) = passwd_permissions_problem(path, meta.permissions().mode()) {
+        return cerr(problem);
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read passwd file {}: {e}", path.display())))?;
@@ -335,7 +388,8 @@ fn read_passwd_file(path: &Path, bucket: &str) -> Result<Option<Credentials>, Co
     Ok(fallback)
 }
 
-/// Credentials, first found wins: explicit, COS_*, TENCENTCLOUD_*, passwd file.
+/// Credentials, first found wins: explicit, COS_*, TENCENTCLOUD_*, passwd file (the one given,
+/// else cosmount's default files, then cosfs's).
 fn resolve_credentials(
     explicit: Option<&str>,
     passwd_file: Option<&Path>,
@@ -358,10 +412,16 @@ fn resolve_credentials(
     }
     let mut candidates: Vec<PathBuf> = passwd_file.map(Path::to_path_buf).into_iter().collect();
     if passwd_file.is_none() {
-        if let Some(home) = env_nonempty("HOME") {
-            candidates.push(Path::new(&home).join(".passwd-cosmount"));
+        let home = env_nonempty("HOME");
+        for (in_home, system) in [
+            (".passwd-cosmount", "/etc/passwd-cosmount"),
+            (".passwd-cosfs", COSFS_SYSTEM_PASSWD),
+        ] {
+            if let Some(home) = &home {
+                candidates.push(Path::new(home).join(in_home));
+            }
+            candidates.push(PathBuf::from(system));
         }
-        candidates.push(PathBuf::from("/etc/passwd-cosmount"));
     }
     for p in candidates {
         if passwd_file.is_none() && !p.exists() {
@@ -372,7 +432,7 @@ fn resolve_credentials(
         }
     }
     cerr(
-        "no credentials: give --credential hmac:<SecretId>:<SecretKey>, set COS_SECRET_ID and COS_SECRET_KEY, or use --passwd-file",
+        "no credentials: give --credential hmac:<SecretId>:<SecretKey>, set COS_SECRET_ID and COS_SECRET_KEY, or use --passwd-file (or ~/.passwd-cosfs, /etc/passwd-cosfs)",
     )
 }
 
@@ -441,15 +501,13 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
                 Some(other) => cerr(format!("mount option {name}={other}: expected a boolean")),
             }
         };
-        fn set<T>(slot: &mut Option<T>, v: T) {
-            if slot.is_none() {
-                *slot = Some(v);
-            }
-        }
         let num = |v: String, what: &str| -> Result<u64, ConfigError> {
             v.parse()
                 .map_err(|_| ConfigError(format!("mount option {what}={v}: expected a number")))
         };
+        if cosfs::apply(args, &name, value.as_deref())? {
+            continue;
+        }
         match name.as_str() {
             "ro" | "read_only" => args.read_only |= flag(&value)?,
             "allow_other" => args.allow_other |= flag(&value)?,
@@ -480,6 +538,7 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
             ),
             "retry_base_delay" => set(&mut args.conn.retry_base_delay, need(value)?),
             "request_timeout" => set(&mut args.conn.request_timeout, need(value)?),
+            "connect_timeout" => set(&mut args.conn.connect_timeout, need(value)?),
             "prefix" | "work_dir" => set(&mut args.prefix, need(value)?),
             "log_level" => set(&mut args.log_level, need(value)?),
             "log_file" => set(&mut args.log_file, need(value)?.into()),
@@ -578,12 +637,16 @@ pub fn client_config(
         .clone()
         .or(file.server_side_encryption_context.clone());
     let key_file = conn.sse_c_key_file.clone().or(file.sse_c_key_file.clone());
-    let sse = match (sse_kind.as_deref(), key_file) {
+    if sse_kind.is_some() && (key_file.is_some() || conn.sse_c_key.is_some()) {
+        return cerr(
+            "--sse and --sse-c-key-file cannot be combined: choose one kind of encryption",
+        );
+    }
+    let customer_key = match (&conn.sse_c_key, key_file) {
         (Some(_), Some(_)) => {
-            return cerr(
-                "--sse and --sse-c-key-file cannot be combined: choose one kind of encryption",
-            );
+            return cerr("use_sse=custom and --sse-c-key-file cannot be combined: give one key");
         }
+        (Some(key), None) => Some(key.clone()),
         (None, Some(path)) => {
             let data = std::fs::read(&path).map_err(|e| {
                 ConfigError(format!(
@@ -591,10 +654,15 @@ pub fn client_config(
                     path.display()
                 ))
             })?;
-            let key = SseCKey::from_file_contents(&data)
-                .map_err(|e| ConfigError(format!("SSE-C key file {}: {e}", path.display())))?;
-            Sse::Customer(key)
+            Some(
+                SseCKey::from_file_contents(&data)
+                    .map_err(|e| ConfigError(format!("SSE-C key file {}: {e}", path.display())))?,
+            )
         }
+        (None, None) => None,
+    };
+    let sse = match (sse_kind.as_deref(), customer_key) {
+        (_, Some(key)) => Sse::Customer(key),
         (Some("cos") | Some("aes256") | Some("sse-cos"), None) => {
             if key_id.is_some() || context.is_some() {
                 return cerr("--sse-kms-key-id and --sse-kms-context need --sse kms");
@@ -652,6 +720,12 @@ pub fn client_config(
             return cerr("--request-timeout must be more than zero");
         }
     }
+    if let Some(t) = &conn.connect_timeout {
+        client.connect_timeout = parse_duration(t)?;
+        if client.connect_timeout.is_zero() {
+            return cerr("--connect-timeout must be more than zero");
+        }
+    }
     if let Some(c) = &conn.storage_class {
         let c = c.to_ascii_uppercase();
         if !crate::cos::client::STORAGE_CLASSES.contains(&c.as_str()) {
@@ -683,6 +757,7 @@ fn normalize_prefix(p: &str) -> Result<String, ConfigError> {
 
 /// Parses a mount command line (`args[0]` is the program name).
 pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
+    cosfs::refuse_utility_mode(&args)?;
     let mut a = MountArgs::try_parse_from(args).map_err(|e| {
         let text = e.to_string();
         let first = text
@@ -693,7 +768,9 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
             .to_string();
         ConfigError(first)
     })?;
+    cosfs::normalize_bucket(&mut a)?;
     apply_mount_options(&mut a)?;
+    cosfs::finish(&mut a)?;
     if a.allow_other && a.allow_root {
         return cerr("--allow-other and --allow-root cannot be combined");
     }
@@ -732,6 +809,11 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     }
     if let Some(t) = &a.negative_ttl {
         fs.negative_ttl = parse_duration(t)?;
+    } else if a.cosfs.remembers_missing_names() {
+        // For `indefinite`, a year: what the kernel is told then too (`Filesystem::ttl`).
+        fs.negative_ttl = fs
+            .metadata_ttl
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600));
     }
     if let Some(t) = &a.listing_ttl {
         fs.listing_ttl = parse_duration(t)?;
@@ -811,6 +893,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
         log_level: a.log_level,
         log_file,
         read_ahead_kib,
+        notes: a.notes,
     })
 }
 
@@ -941,6 +1024,25 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.0.contains("sse_c_key_file"));
+    }
+
+    #[test]
+    fn passwd_file_permissions() {
+        let cosfs = Path::new(COSFS_SYSTEM_PASSWD);
+        let other = Path::new("/home/u/.passwd-cosfs");
+        assert_eq!(passwd_permissions_problem(cosfs, 0o100640), None);
+        assert_eq!(passwd_permissions_problem(cosfs, 0o100600), None);
+        assert!(
+            passwd_permissions_problem(cosfs, 0o100644)
+                .unwrap()
+                .contains("chmod 640")
+        );
+        assert!(
+            passwd_permissions_problem(other, 0o100640)
+                .unwrap()
+                .contains("chmod 600")
+        );
+        assert_eq!(passwd_permissions_problem(other, 0o100600), None);
     }
 
     #[test]

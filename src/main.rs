@@ -189,6 +189,9 @@ async fn explain_bucket_error(client: &CosClient, bucket: &str, e: CosError) -> 
 }
 
 fn run_mount(cfg: MountConfig) -> i32 {
+    for n in &cfg.notes {
+        log::log!(n.level, "{}", n.text);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cosmount")

@@ -63,6 +63,8 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     std::fs::write(&yaml_type, "credential: [1, 2]\n").unwrap();
     let yaml_other_bucket = d.join("other.yaml");
     std::fs::write(&yaml_other_bucket, "name: other-1250000000\n").unwrap();
+    let cosfs_short_key = d.join("cosfs-short.key");
+    std::fs::write(&cosfs_short_key, "too-short-for-aes-256\n").unwrap();
 
     let m = mnt.to_str().unwrap().to_string();
     let ep = emu.endpoint();
@@ -363,6 +365,82 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
             env: vec![],
             code: 2,
             expect: "--frobnicate",
+        },
+        Case {
+            name: "cosfs option cosmount refuses",
+            args: base(&["--credential", &good, "-ocam_role=sts"]),
+            env: vec![],
+            code: 2,
+            expect: "mount option cam_role is not supported: cosmount does not fetch",
+        },
+        Case {
+            name: "cosfs storage class COS does not have",
+            args: base(&["--credential", &good, "-ostorage_class=reduced_redundancy"]),
+            env: vec![],
+            code: 2,
+            expect: "S3 storage class",
+        },
+        Case {
+            name: "bad cosfs dbglevel",
+            args: base(&["--credential", &good, "-odbglevel=loud"]),
+            env: vec![],
+            code: 2,
+            expect: "dbglevel=loud: use crit, err, warn, info or dbg",
+        },
+        Case {
+            name: "cosfs url with the bucket in its path",
+            args: base(&[
+                "--credential",
+                &good,
+                "-ourl=http://cos.ap-guangzhou.myqcloud.com/examplebucket-1250000000",
+            ]),
+            env: vec![],
+            code: 2,
+            expect: "invalid url=",
+        },
+        Case {
+            name: "cosfs multipart_size not in MB",
+            args: base(&["--credential", &good, "-omultipart_size=10M"]),
+            env: vec![],
+            code: 2,
+            expect: "multipart_size=10M: expected a part size in MB",
+        },
+        Case {
+            name: "cosfs use_sse=custom without keys",
+            args: base(&["--credential", &good, "-ouse_sse=custom"]),
+            env: vec![],
+            code: 2,
+            expect: "use_sse=custom:FILE",
+        },
+        Case {
+            name: "cosfs SSE-C key file with a short key",
+            args: base(&[
+                "--credential",
+                &good,
+                &format!("-ouse_sse=custom:{}", p(&cosfs_short_key)),
+            ]),
+            env: vec![],
+            code: 2,
+            expect: "32 characters",
+        },
+        Case {
+            name: "cosfs bucket directory without a leading slash",
+            args: vec![
+                format!("{BUCKET}:my-dir"),
+                m.clone(),
+                "--credential".into(),
+                good.clone(),
+            ],
+            env: vec![],
+            code: 2,
+            expect: "bucket argument",
+        },
+        Case {
+            name: "cosfs utility mode",
+            args: vec!["-u".into(), BUCKET.into()],
+            env: vec![],
+            code: 2,
+            expect: "cosmount cleanup-uploads",
         },
         Case {
             name: "env credentials of the wrong account",

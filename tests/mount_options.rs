@@ -1,6 +1,7 @@
 //! Mount options through real mounts: read-only, a key prefix, daemon mode (returns once
 //! ready, reports start-up errors), /etc/fstab-style `-o` options, the YAML config and a
-//! passwd file, and unmounting a busy mount.
+//! passwd file, unmounting a busy mount, and mounts driven by cosfs's options alone (a cosfs
+//! command line, and a cosfs fstab line as mount(8) hands it to mount.fuse3).
 
 mod common;
 
@@ -9,10 +10,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use common::mount::{Mount, cosmount_bin, is_mounted};
-use common::{BUCKET, TestEmulator, runtime, sh_status};
-use cosmount::cos::{Body, GetObject, ObjectClient, PutObject};
+use common::{BUCKET, TestEmulator, md5_hex, pattern, runtime, sh_status};
+use cosmount::cos::{Body, ClientConfig, CosClient, Endpoint, GetObject, ObjectClient, PutObject};
 
 fn put(emu: &TestEmulator, key: &str, data: &'static [u8]) {
     runtime()
@@ -160,7 +165,6 @@ fn fstab_style_options_yaml_config_and_passwd_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let meta = std::fs::metadata(mnt.join("f")).unwrap();
-    use std::os::unix::fs::MetadataExt;
     assert_eq!(meta.uid(), 4321);
     assert_eq!(meta.mode() & 0o7777, 0o600);
     Command::new("fusermount3")
@@ -214,4 +218,184 @@ fn a_busy_mount_is_not_torn_away_and_open_files_are_committed() {
         .unwrap();
     assert_eq!(&body[..], b"still being written, and finished");
     assert_eq!(emu.emulator.upload_count(BUCKET), 0);
+}
+
+/// An emulator whose default bucket (the one an IP address reaches) is a decoy: a mount reaches
+/// `BUCKET` only if its requests name it in the Host, as cosfs's `url=` rule does.
+fn emulator_with_a_decoy_bucket() -> TestEmulator {
+    TestEmulator::start_with(|c| c.buckets = vec!["decoy-1250000000".into(), BUCKET.into()])
+}
+
+/// A client for `bucket` of the emulator, addressed by virtual host (`*.localhost` is loopback).
+fn bucket_client(emu: &TestEmulator, bucket: &str) -> Arc<CosClient> {
+    let port = emu.emulator.addr().port();
+    let endpoint = format!("http://{bucket}.localhost:{port}");
+    Arc::new(
+        CosClient::new(ClientConfig {
+            bucket: bucket.into(),
+            endpoint: Endpoint::Url(endpoint.parse().unwrap()),
+            ..emu.client_config()
+        })
+        .unwrap(),
+    )
+}
+
+/// cosfs's url for the emulator: a COS-style service host the bucket is put in front of.
+fn cosfs_url(emu: &TestEmulator) -> String {
+    format!("http://cos.localhost:{}", emu.emulator.addr().port())
+}
+
+/// A cosfs passwd file (`bucket:SecretId:SecretKey`, mode 600).
+fn write_passwd(emu: &TestEmulator, path: &Path) {
+    std::fs::write(
+        path,
+        format!(
+            "{BUCKET}:{}:{}\n",
+            emu.config.secret_id,
+            emu.config.secret_key.expose()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Leaves the passwd files as the only source of credentials.
+fn without_credentials_in_env(mut cmd: Command) -> Command {
+    for var in [
+        "COS_SECRET_ID",
+        "COS_SECRET_KEY",
+        "COS_SESSION_TOKEN",
+        "TENCENTCLOUD_SECRET_ID",
+        "TENCENTCLOUD_SECRET_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn put_plain(client: &CosClient, key: &str, data: &'static [u8]) {
+    runtime()
+        .block_on(client.put_object(PutObject::new(key, Body::Bytes(Bytes::from_static(data)))))
+        .unwrap();
+}
+
+#[test]
+fn a_cosfs_command_line_mounts_with_only_the_program_name_changed() {
+    let emu = emulator_with_a_decoy_bucket();
+    let client = bucket_client(&emu, BUCKET);
+    put_plain(&client, "plain", b"no attribute metadata");
+    put_plain(&client, "dir/inner", b"x");
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let passwd = dir.path().join("passwd-cosfs");
+    write_passwd(&emu, &passwd);
+    let mnt = dir.path().join("cosfs");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut cmd = Command::new(cosmount_bin());
+    cmd.arg(BUCKET)
+        .arg(&mnt)
+        .arg(format!("-ourl={}", cosfs_url(&emu)))
+        .arg(format!("-opasswd_file={}", passwd.display()))
+        .args(["-odbglevel=info", "-oallow_other"])
+        .args(["-ouid=4321,gid=4322,umask=027"])
+        .args([
+            "-omultipart_size=5",
+            "-oparallel_count=4",
+            "-ostat_cache_expire=1",
+        ])
+        .args(["-onoxattr", "-oretries=3"])
+        .arg(format!(
+            "-ouse_cache={}",
+            dir.path().join("cache").display()
+        ))
+        .arg(format!("-otmpdir={}", dir.path().join("staging").display()))
+        .arg("-f")
+        .env_remove("RUST_LOG")
+        .env("HOME", &home);
+    let m = Mount::spawn(without_credentials_in_env(cmd), dir, mnt);
+
+    // uid, gid and umask give the attributes of objects without attribute metadata (027: not
+    // cosmount's default modes, so a lost umask shows).
+    let plain = std::fs::metadata(m.join("plain")).unwrap();
+    assert!(plain.is_file());
+    assert_eq!((plain.uid(), plain.gid()), (4321, 4322));
+    assert_eq!(plain.mode() & 0o7777, 0o640);
+    let d = std::fs::metadata(m.join("dir")).unwrap();
+    assert!(d.is_dir());
+    assert_eq!((d.uid(), d.gid()), (4321, 4322));
+    assert_eq!(d.mode() & 0o7777, 0o750);
+
+    // multipart_size=5 (MB): 12 MiB go up as three parts of one multipart upload.
+    let data = pattern(12 << 20, 7);
+    std::fs::write(m.join("big"), &data).unwrap();
+    assert_eq!(emu.op_count("initiate"), 1);
+    assert_eq!(emu.op_count("put_part"), 3);
+    assert_eq!(emu.op_count("complete"), 1);
+    let (_, body) = runtime()
+        .block_on(client.get_object_bytes(GetObject::new("big")))
+        .unwrap();
+    assert_eq!(md5_hex(&body), md5_hex(&data));
+    // The bucket was named in the Host: the decoy default bucket got nothing.
+    assert!(runtime().block_on(emu.client().head_object("big")).is_err());
+    assert_eq!(std::fs::read(m.join("big")).unwrap().len(), data.len());
+
+    let log = m.log_text();
+    assert!(
+        log.contains("-o use_cache: cosmount has no local data cache yet"),
+        "{log}"
+    );
+}
+
+/// What mount(8) runs for an fstab line of type `fuse.cosmount`: `mount.fuse3 SOURCE DIR -o
+/// rw,OPTIONS -t fuse.cosmount`, which runs `cosmount SOURCE DIR -o OPTIONS` through /bin/sh.
+#[test]
+fn a_cosfs_fstab_line_mounts_with_its_type_changed_to_fuse_cosmount() {
+    let emu = emulator_with_a_decoy_bucket();
+    let client = bucket_client(&emu, BUCKET);
+    put_plain(&client, "hello", b"world");
+    let dir = tempfile::tempdir().unwrap();
+    // No passwd_file in the line: cosfs's default file in the home directory.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    write_passwd(&emu, &home.join(".passwd-cosfs"));
+    let mnt = dir.path().join("cosfs");
+    std::fs::create_dir(&mnt).unwrap();
+    // cosfs's README line, with the emulator for COS and the type changed from fuse.
+    let line = format!(
+        "cosfs#{BUCKET} {} fuse.cosmount _netdev,allow_other,url={},dbglevel=info 0 0",
+        mnt.display(),
+        cosfs_url(&emu)
+    );
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let bin_dir = Path::new(cosmount_bin()).parent().unwrap();
+    // mount(8) finds its helpers in /sbin (here /usr/sbin), whatever PATH says.
+    let helper = ["/usr/sbin/mount.fuse3", "/sbin/mount.fuse3"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("mount.fuse3");
+    let mut mount_fuse = Command::new(helper);
+    mount_fuse
+        .args([f[0], f[1], "-o", &format!("rw,{}", f[3]), "-t", f[2]])
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("HOME", &home);
+    let out = without_credentials_in_env(mount_fuse).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let daemon = format!("cosmount cosfs#{BUCKET} {}", mnt.display());
+    let mut m = Mount::adopt(dir, mnt);
+    assert_eq!(std::fs::read(m.join("hello")).unwrap(), b"world");
+    std::fs::write(m.join("from-fstab"), b"written").unwrap();
+    let (_, body) = runtime()
+        .block_on(client.get_object_bytes(GetObject::new("from-fstab")))
+        .unwrap();
+    assert_eq!(&body[..], b"written");
+    m.unmount();
+    wait_gone(&daemon);
 }

@@ -50,7 +50,6 @@ impl Mount {
         dir: tempfile::TempDir,
         mountpoint: PathBuf,
     ) -> Mount {
-        let log = dir.path().join("cosmount.log");
         let mut cmd = Command::new(cosmount_bin());
         cmd.arg(&emu.config.buckets[0])
             .arg(&mountpoint)
@@ -64,16 +63,23 @@ impl Mount {
             .env(
                 "RUST_LOG",
                 std::env::var("COSMOUNT_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
-            ));
+            );
         if let Some(t) = &emu.config.session_token {
             cmd.env("COS_SESSION_TOKEN", t.expose());
         }
         cmd.envs(env.iter().copied());
+        Self::spawn(cmd, dir, mountpoint)
+    }
+
+    /// Runs `cmd` (a foreground cosmount with every argument its caller chose) and waits for
+    /// the mount on `mountpoint`; its output goes to the guard's log.
+    pub fn spawn(mut cmd: Command, dir: tempfile::TempDir, mountpoint: PathBuf) -> Mount {
+        let log = dir.path().join("cosmount.log");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ));
         let child = cmd.spawn().expect("spawn cosmount");
         let mut m = Mount {
             mountpoint,
@@ -83,6 +89,22 @@ impl Mount {
         };
         m.wait_mounted();
         m
+    }
+
+    /// Takes charge of a mount that a daemonised cosmount made on `mountpoint` (unmounted on
+    /// drop like the others; the daemon exits by itself then).
+    pub fn adopt(dir: tempfile::TempDir, mountpoint: PathBuf) -> Mount {
+        assert!(
+            is_mounted(&mountpoint),
+            "{} is not mounted",
+            mountpoint.display()
+        );
+        Mount {
+            log: dir.path().join("cosmount.log"),
+            mountpoint,
+            child: None,
+            _dir: dir,
+        }
     }
 
     fn wait_mounted(&mut self) {
