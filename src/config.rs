@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::cos::auth::Credentials;
 use crate::cos::retry::RetryPolicy;
-use crate::cos::sse::{Sse, SseCKey};
+use crate::cos::sse::{Sse, SseCKeys};
 use crate::cos::{ClientConfig, Endpoint};
 use crate::fs::FsConfig;
 use crate::fs::attrs::Defaults;
@@ -96,9 +96,9 @@ pub struct ConnectionArgs {
     /// MAZ_INTELLIGENT_TIERING.
     #[arg(long)]
     pub storage_class: Option<String>,
-    /// An SSE-C key already read from a cosfs key file (`-o use_sse=custom:FILE`).
+    /// SSE-C keys already read from a cosfs key file (`-o use_sse=custom:FILE`).
     #[arg(skip)]
-    pub sse_c_key: Option<SseCKey>,
+    pub sse_c_key: Option<SseCKeys>,
 }
 
 /// `cosmount [OPTIONS] BUCKET MOUNTPOINT`.
@@ -655,7 +655,7 @@ pub fn client_config(
                 ))
             })?;
             Some(
-                SseCKey::from_file_contents(&data)
+                SseCKeys::from_file_contents(&data)
                     .map_err(|e| ConfigError(format!("SSE-C key file {}: {e}", path.display())))?,
             )
         }
