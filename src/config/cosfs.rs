@@ -288,12 +288,7 @@ pub(super) fn apply(
         ),
         "tmpdir" => set(&mut args.cache_dir, need(name, value)?.into()),
         "max_prefetch_bytes" => set(&mut args.prefetch_window, need(name, value)?.to_string()),
-        "use_cache" => note(
-            args,
-            log::Level::Warn,
-            name,
-            "cosmount has no local data cache yet: reads go to COS, with the kernel page cache in front",
-        ),
+        "use_cache" => set(&mut args.data_cache, need(name, value)?.into()),
         "ensure_diskfree" => {
             number::<u64>(name, need(name, value)?, "a size in MB")?;
             note(
@@ -999,7 +994,11 @@ mod tests {
         )
         .unwrap();
         let levels: Vec<log::Level> = c.notes.iter().map(|n| n.level).collect();
-        assert_eq!(levels, [log::Level::Warn, log::Level::Warn]);
-        assert!(c.notes[0].text.contains("no local data cache yet"));
+        assert_eq!(levels, [log::Level::Warn]);
+        assert_eq!(
+            c.data_cache,
+            Some((PathBuf::from("/var/cache/cosfs"), None)),
+            "use_cache is the data cache"
+        );
     }
 }
