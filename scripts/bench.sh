@@ -2,7 +2,7 @@
 # cosmount's speed goals, measured as RATIOS against a baseline taken in the same run on the
 # same machine (docs/PERFORMANCE.md explains the method and every workload).
 #
-#   scripts/bench.sh                 all workloads: read write ttfb randread list create stat
+#   scripts/bench.sh                 all workloads: read write ttfb randread list create stat cache
 #   scripts/bench.sh NAME [NAME...]  only those
 #
 # Starts its own cos-emulator (temporary data directory, free port) and mounts its bucket with
@@ -23,7 +23,7 @@
 set -euo pipefail
 export LC_ALL=C # decimal points in $EPOCHREALTIME and printf
 
-ALL_WORKLOADS=(read write ttfb randread list create stat)
+ALL_WORKLOADS=(read write ttfb randread list create stat cache)
 
 usage() {
   sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
@@ -36,7 +36,7 @@ for arg in "$@"; do
       usage
       exit 0
       ;;
-    read | write | ttfb | randread | list | create | stat) selected+=("$arg") ;;
+    read | write | ttfb | randread | list | create | stat | cache) selected+=("$arg") ;;
     *)
       echo "bench: unknown workload '$arg' (one of: ${ALL_WORKLOADS[*]})" >&2
       exit 2
@@ -486,6 +486,55 @@ run_stat() {
   done
 }
 
+# Records, as cache/<name>, the MiB/s of reading big file $1 with the page cache dropped.
+timed_big_read() {
+  local t0
+  drop_caches
+  t0=$EPOCHREALTIME
+  dd if="$1" of=/dev/null bs=1M status=none
+  record cache "$2" "$(mib_s "$big_bytes" "$(elapsed "$t0" "$EPOCHREALTIME")")"
+}
+
+# Records, as cache/<name>, the seconds to cat every file of directory $1, page cache dropped.
+timed_cat_all() {
+  local t0
+  drop_caches
+  t0=$EPOCHREALTIME
+  cat "$1"/* >/dev/null
+  record cache "$2" "$(elapsed "$t0" "$EPOCHREALTIME")"
+}
+
+run_cache() {
+  prepare_big
+  log "putting $FILES small objects under small/ and the same files in a local directory"
+  "$cosbench" put-small small/ "$FILES" 32 4K >/dev/null
+  mkdir -p "$tmp/local-small"
+  "$cosbench" create-files "$tmp/local-small" "$FILES" 8 4K >/dev/null
+  local rep dir mode
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    # The baselines: the same bytes on the local disk.
+    timed_big_read "$tmp/big.src" local_read_mib_s
+    timed_cat_all "$tmp/local-small" local_small_s
+
+    # Cold, with the cache off and on (a fresh cache directory), interleaved.
+    dir="$tmp/data-cache-$rep"
+    for mode in off on; do
+      if [[ $mode == on ]]; then mount_start --data-cache "$dir"; else mount_start; fi
+      timed_big_read "$mnt/big" "cold_${mode}_mib_s"
+      cat "$mnt/small"/* >/dev/null
+      mount_stop
+    done
+    # Warm: a remount on the filled cache.
+    mount_start --data-cache "$dir"
+    reset_hwm
+    timed_big_read "$mnt/big" warm_read_mib_s
+    timed_cat_all "$mnt/small" warm_small_s
+    record cache rss_kib "$(hwm_kib)"
+    mount_stop
+    rm -rf "$dir"
+  done
+}
+
 # ---- run ----
 
 start_emulator
@@ -610,6 +659,18 @@ if "create" in raw:
 if "stat" in raw:
     m, b = med("stat", "mount_us"), med("stat", "local_us")
     row("stat warm", m, f"{m:.2f} us", b, f"local {b:.2f} us", "lower", 3, peak_mib("stat"))
+if "cache" in raw:
+    rss = peak_mib("cache")
+    m, b = med("cache", "warm_read_mib_s"), med("cache", "local_read_mib_s")
+    row("read warm (--data-cache)", m, f"{m:.0f} MiB/s", b, f"local file {b:.0f} MiB/s",
+        "higher", 0.90, rss)
+    m, b = med("cache", "warm_small_s"), med("cache", "local_small_s")
+    # Times: the mount's speed relative to the local directory's is local time / mount time.
+    r = row(f"cat {files} small warm (--data-cache)", m, f"{m:.3f} s", b,
+            f"local dir {b:.3f} s", "lower", 1 / 0.7, rss)
+    m, b = med("cache", "cold_on_mib_s"), med("cache", "cold_off_mib_s")
+    r = row("read cold, cache on vs off", m, f"{m:.0f} MiB/s", b, f"cache off {b:.0f} MiB/s",
+            "higher", 0.95, rss)
 
 headers = ["workload", "mount", "baseline", "ratio", "target", "met?", "peak RSS"]
 table = [[r["workload"], r["mount_text"], r["baseline_text"],

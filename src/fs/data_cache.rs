@@ -77,12 +77,26 @@ struct Index {
     /// Blocks by recency of use.
     lru: lru::LruCache<(ObjectId, u64), ()>,
     used: u64,
+    /// Bytes that `put`s made room for and are writing (counted against the bound, so that
+    /// writes at the same time cannot together pass it).
+    reserved: u64,
 }
+
+/// Fetched ranges waiting for the writer thread (`put_later`); a read that finds the queue
+/// full waits for room (writing to local disk is faster than reading from COS, so this only
+/// bounds memory).
+const QUEUE: usize = 16;
+
+/// Bytes of an object to store: key, ETag, size, offset, the bytes.
+type Job = (String, String, u64, u64, Bytes);
 
 pub struct DataCache {
     dir: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
+    /// To the thread that stores what reads fetched, off their path.
+    writer: Mutex<Option<std::sync::mpsc::SyncSender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held (flock) for the mount's life.
     _lock: File,
     /// A failure of the cache was logged once already.
@@ -143,13 +157,52 @@ impl DataCache {
                 by_key: HashMap::new(),
                 lru: lru::LruCache::unbounded(),
                 used: 0,
+                reserved: 0,
             }),
             _lock: lock,
             warned: AtomicBool::new(false),
+            writer: Mutex::new(None),
+            writer_thread: Mutex::new(None),
         };
         cache.load();
-        cache.evict(0);
-        Ok(Arc::new(cache))
+        cache.evict(&mut cache.index.lock(), 0, None);
+        let cache = Arc::new(cache);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let weak = Arc::downgrade(&cache);
+        let thread = std::thread::Builder::new()
+            .name("data-cache".into())
+            .spawn(move || {
+                while let Ok((key, etag, size, offset, data)) = rx.recv() {
+                    let Some(c) = weak.upgrade() else {
+                        break;
+                    };
+                    c.put(&key, &etag, size, offset, &data);
+                }
+            })
+            .map_err(|e| format!("cannot start the data cache's writer: {e}"))?;
+        *cache.writer.lock() = Some(tx);
+        *cache.writer_thread.lock() = Some(thread);
+        Ok(cache)
+    }
+
+    /// Stores bytes like `put`, on the cache's own thread: the caller (a read) does not wait
+    /// for the disk, only, when the queue is full, for room in it.
+    pub fn put_later(&self, key: &str, etag: &str, size: u64, offset: u64, data: Bytes) {
+        let Some(tx) = self.writer.lock().clone() else {
+            return;
+        };
+        let job = (key.to_string(), etag.to_string(), size, offset, data);
+        if let Err(std::sync::mpsc::TrySendError::Full(job)) = tx.try_send(job) {
+            let _ = tokio::task::block_in_place(|| tx.send(job));
+        }
+    }
+
+    /// Stores what is queued and stops the writer (at unmount).
+    pub fn close(&self) {
+        self.writer.lock().take();
+        if let Some(t) = self.writer_thread.lock().take() {
+            let _ = t.join();
+        }
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -413,54 +466,63 @@ impl DataCache {
         if new > self.max_bytes {
             return;
         }
+        let id = ObjectId {
+            key: key.to_string(),
+            etag: etag.to_string(),
+        };
         let stem = {
             let mut idx = self.index.lock();
             let Some(e) = self.entry(&mut idx, key, etag, size, true) else {
                 return;
             };
             blocks.retain(|(i, _)| e.blocks[*i as usize].is_none());
-            e.stem.clone()
+            let stem = e.stem.clone();
+            let new: u64 = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+            self.evict(&mut idx, new, Some(&id));
+            idx.reserved += new;
+            stem
         };
-        if blocks.is_empty() {
-            return;
-        }
-        self.evict(blocks.iter().map(|(_, b)| b.len() as u64).sum());
-        let file = match OpenOptions::new().write(true).open(self.data_path(&stem)) {
-            Ok(f) => f,
-            Err(e) => return self.warn("cannot write a cached object", e),
+        let mut pending: u64 = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+        let file = OpenOptions::new().write(true).open(self.data_path(&stem));
+        let failure = match file {
+            Err(e) => Some(("cannot write a cached object", e)),
+            Ok(file) => blocks.into_iter().find_map(|(i, b)| {
+                let crc = crc64::checksum(b);
+                // No fsync: a block whose bytes did not reach the disk before a crash fails its
+                // CRC-64 when read, and is fetched again.
+                let stored = file
+                    .write_all_at(b, i * BLOCK)
+                    .and_then(|_| self.journal(&stem, &format!("{i} {crc}\n")));
+                if let Err(e) = stored {
+                    // A full disk, most likely: punch what may have landed and stop caching.
+                    punch(&file, i * BLOCK, b.len() as u64);
+                    return Some(("cannot store a block", e));
+                }
+                let len = b.len() as u64;
+                pending -= len;
+                let mut idx = self.index.lock();
+                idx.reserved -= len;
+                if let Some(e) = idx.objects.get_mut(&id)
+                    && e.blocks[i as usize].is_none()
+                {
+                    e.blocks[i as usize] = Some(crc);
+                    idx.used += len;
+                    idx.lru.put((id.clone(), i), ());
+                }
+                None
+            }),
         };
-        let id = ObjectId {
-            key: key.to_string(),
-            etag: etag.to_string(),
-        };
-        for (i, b) in blocks {
-            let crc = crc64::checksum(b);
-            // No fsync: a block whose bytes did not reach the disk before a crash fails its
-            // CRC-64 when read, and is fetched again.
-            let stored = file
-                .write_all_at(b, i * BLOCK)
-                .and_then(|_| self.journal(&stem, &format!("{i} {crc}\n")));
-            if let Err(e) = stored {
-                // A full disk, most likely: punch what may have landed and stop caching this.
-                punch(&file, i * BLOCK, b.len() as u64);
-                return self.warn("cannot store a block", e);
-            }
-            let mut idx = self.index.lock();
-            if let Some(e) = idx.objects.get_mut(&id)
-                && e.blocks[i as usize].is_none()
-            {
-                e.blocks[i as usize] = Some(crc);
-                idx.used += b.len() as u64;
-                idx.lru.put((id.clone(), i), ());
-            }
+        self.index.lock().reserved -= pending;
+        if let Some((what, e)) = failure {
+            self.warn(what, e);
         }
     }
 
     /// Makes room for `incoming` bytes: evicts the least recently used blocks until everything
     /// fits the bound.
-    fn evict(&self, incoming: u64) {
-        let mut idx = self.index.lock();
-        while idx.used + incoming > self.max_bytes {
+    /// `keep`, the object being stored, loses blocks but not its files.
+    fn evict(&self, idx: &mut Index, incoming: u64, keep: Option<&ObjectId>) {
+        while idx.used + idx.reserved + incoming > self.max_bytes {
             let Some(((id, i), ())) = idx.lru.pop_lru() else {
                 break;
             };
@@ -472,10 +534,10 @@ impl DataCache {
             }
             let len = e.block_len(i);
             let stem = e.stem.clone();
-            let whole_object_gone = e.blocks.iter().all(Option::is_none);
+            let whole_object_gone = e.blocks.iter().all(Option::is_none) && keep != Some(&id);
             idx.used -= len;
             if whole_object_gone {
-                self.drop_object(&mut idx, &id);
+                self.drop_object(idx, &id);
                 if let Some(v) = idx.by_key.get_mut(&id.key) {
                     v.retain(|x| x != &id);
                 }

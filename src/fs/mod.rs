@@ -412,5 +412,8 @@ impl Filesystem {
                 self.releasedir(fh);
             }
         }
+        if let Some(c) = &self.cfg.data_cache {
+            c.close();
+        }
     }
 }

@@ -116,9 +116,13 @@ pub async fn fetch_range(
     }
     let body = fetch_from_cos(client, version, start, end).await?;
     if let Some(c) = cache {
-        tokio::task::block_in_place(|| {
-            c.put(&version.key, &version.etag, version.size, start, &body)
-        });
+        c.put_later(
+            &version.key,
+            &version.etag,
+            version.size,
+            start,
+            body.clone(),
+        );
     }
     Ok(body)
 }
