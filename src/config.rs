@@ -206,6 +206,10 @@ pub struct MountArgs {
     /// Refuse extended attributes (ENOTSUP), as cosfs's `noxattr`.
     #[arg(long)]
     pub no_xattr: bool,
+    /// Serve files the data cache holds whole through cosmount instead of by FUSE
+    /// passthrough (the kernel reading the cache's file; Linux 6.9+, as root).
+    #[arg(long)]
+    pub no_passthrough: bool,
     /// cosfs's -d: more log (info; twice: debug, in the foreground).
     #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count, hide = true)]
     pub debug: u8,
@@ -528,6 +532,7 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
             "foreground" => args.foreground |= flag(&value)?,
             "fast_listing" => args.fast_listing |= flag(&value)?,
             "no_xattr" | "noxattr" => args.no_xattr |= flag(&value)?,
+            "no_passthrough" => args.no_passthrough |= flag(&value)?,
             "storage_class" => set(&mut args.conn.storage_class, need(value)?),
             "region" | "location" => set(&mut args.conn.region, need(value)?),
             "endpoint" => set(&mut args.conn.endpoint, need(value)?),
@@ -811,6 +816,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
         read_only: a.read_only,
         fast_listing: a.fast_listing,
         xattrs: !a.no_xattr,
+        passthrough: !a.no_passthrough,
         ..FsConfig::default()
     };
     if let Some(t) = &a.metadata_ttl {

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    BackingId, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 
 use crate::fs::attrs::{Attr, Kind};
 use crate::fs::error::FsError;
+use crate::fs::open_file::Io;
 use crate::fs::xattr::XattrReply;
 use crate::fs::{Caller, Filesystem, OpenMode, SetAttr, SetTime};
 
@@ -173,9 +174,23 @@ impl fuser::Filesystem for FuseAdapter {
             // step with the mode (chmod, setfacl).
             caps.push(InitFlags::FUSE_POSIX_ACL);
         }
+        // A descriptor that could not be passthrough is direct I/O; an mmap of it still works.
+        caps.push(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         for cap in caps {
             if config.add_capabilities(cap).is_err() {
                 log::debug!("kernel lacks capability {cap:?}");
+            }
+        }
+        if self.fs.wants_passthrough() {
+            // Depth 2: the cache directory may itself be on a stacked file system (overlayfs).
+            let taken = config.set_max_stack_depth(2).is_ok()
+                && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
+            if taken {
+                self.fs.set_passthrough(true);
+            } else {
+                log::info!(
+                    "the kernel has no FUSE passthrough (Linux 6.9+): cached files are read through cosmount"
+                );
             }
         }
         Ok(())
@@ -377,13 +392,40 @@ impl fuser::Filesystem for FuseAdapter {
         let mode = open_mode(flags.0, req);
         self.run(async move {
             match fs.open(ino.0, mode).await {
-                Ok((fh, keep)) => {
-                    let f = if keep {
+                Ok(o) => {
+                    let f = if o.keep_cache {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
                         FopenFlags::empty()
                     };
-                    reply.opened(FileHandle(fh), f)
+                    match &o.io {
+                        Io::Cached => reply.opened(FileHandle(o.fh), f),
+                        Io::Passthrough(b) => {
+                            let mut reg = b.registration.lock();
+                            if reg.is_none() {
+                                match reply.open_backing(b.file.file()) {
+                                    Ok(id) => *reg = Some(Box::new(id)),
+                                    Err(e) => {
+                                        // No CAP_SYS_ADMIN, most likely: the descriptor is
+                                        // served through FUSE (with direct I/O, which the
+                                        // kernel takes beside any other open of the inode).
+                                        log::warn!(
+                                            "FUSE passthrough refused ({e}): cached files are read through cosmount"
+                                        );
+                                        fs.set_passthrough(false);
+                                        b.refuse();
+                                    }
+                                }
+                            }
+                            // The kernel takes no other flag with passthrough.
+                            match reg.as_ref().and_then(|r| r.downcast_ref::<BackingId>()) {
+                                Some(id) => {
+                                    reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), id)
+                                }
+                                None => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO),
+                            }
+                        }
+                    }
                 }
                 Err(e) => reply.error(errno(&e)),
             }
@@ -406,11 +448,12 @@ impl fuser::Filesystem for FuseAdapter {
         self.run(async move {
             let r = async { fs.create(parent.0, &name?, mode, mode_flags, caller).await }.await;
             match r {
-                Ok((a, fh)) => reply.created(
+                Ok((a, o)) => reply.created(
                     &fs.ttl(),
                     &(&a).into(),
                     Generation(0),
-                    FileHandle(fh),
+                    FileHandle(o.fh),
+                    // A writable descriptor is never passthrough.
                     FopenFlags::empty(),
                 ),
                 Err(e) => reply.error(errno(&e)),

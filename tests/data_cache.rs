@@ -189,3 +189,113 @@ fn a_full_disk_or_a_removed_cache_only_sends_reads_to_cos() {
         m2.log_text()
     );
 }
+
+/// Stops the mount's process (SIGSTOP) until dropped: a read that still completes did not go
+/// through cosmount.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Self {
+        assert!(pid > 0);
+        // A signal, not a `kill` process: forking while a thread waits on the mount can hang.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+/// Reads `len` bytes of `f` from its start on another thread, or `None` if that takes more
+/// than 20 s (the read waits for a stopped mount).
+fn read_without_waiting(f: std::fs::File, len: usize) -> Option<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        let r = f.read_exact_at(&mut buf, 0).map(|_| buf);
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .ok()
+        .map(|r| r.expect("the read succeeds"))
+}
+
+#[test]
+fn a_file_the_cache_holds_whole_is_read_by_the_kernel_without_the_mount() {
+    let emu = TestEmulator::start();
+    let cache = tempfile::tempdir().unwrap();
+    let data = pattern(9 * MIB + 17, 3);
+    put_external(&emu, "whole", &data);
+    put_external(&emu, "other", &pattern(10 * MIB, 4));
+    let mut m = start(&emu, cache.path(), &["--max-cache-size", "16M"]);
+    assert!(std::fs::read(m.join("whole")).unwrap() == data);
+    m.unmount();
+    let mut m = start(&emu, cache.path(), &["--max-cache-size", "16M"]);
+
+    // A read-only open of a file cached whole: passthrough. With the mount stopped and the
+    // page cache dropped, its bytes still come (from the cache's file, by the kernel).
+    let f = std::fs::File::open(m.join("whole")).unwrap();
+    drop_page_cache();
+    let got = {
+        let _stopped = Stopped::new(m.pid());
+        read_without_waiting(f.try_clone().unwrap(), data.len())
+    };
+    assert!(got.expect("read without the mount") == data);
+
+    // Another read-only open shares the backing file. Opening it for writing, or truncating
+    // it, is refused while they are open (the kernel would write the cache's file without
+    // the mount): ETXTBSY, as for a running program.
+    let g = std::fs::File::open(m.join("whole")).unwrap();
+    let busy = std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("whole"))
+        .unwrap_err();
+    assert_eq!(busy.raw_os_error(), Some(libc::ETXTBSY), "{busy}");
+    let t = Command::new("truncate")
+        .args(["-s", "0"])
+        .arg(m.join("whole"))
+        .output()
+        .unwrap();
+    assert!(!t.status.success(), "truncate while read by passthrough");
+
+    // They keep the version they opened, even once the cache evicts it (another read fills
+    // the 16 MiB).
+    assert!(std::fs::read(m.join("other")).unwrap() == pattern(10 * MIB, 4));
+    drop_page_cache();
+    for d in [&f, &g] {
+        let mut buf = vec![0u8; data.len()];
+        std::os::unix::fs::FileExt::read_exact_at(d, &mut buf, 0).unwrap();
+        assert!(buf == data, "an open passthrough file keeps its bytes");
+    }
+    drop((f, g));
+
+    // Once they are closed, it is written as usual; a file this mount writes is never read by
+    // passthrough, so a reader that follows it (`tail -f`) never blocks its writers.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("whole"))
+        .and_then(|mut w| std::io::Write::write_all(&mut w, b"tail"))
+        .unwrap();
+    let follower = std::fs::File::open(m.join("whole")).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("whole"))
+        .and_then(|mut w| std::io::Write::write_all(&mut w, b"more"))
+        .unwrap();
+    let mut longer = data.clone();
+    longer.extend_from_slice(b"tailmore");
+    let mut buf = vec![0u8; longer.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&follower, &mut buf, 0).unwrap();
+    assert!(buf == longer, "the follower reads what was appended");
+    assert!(
+        !m.log_text().contains("passthrough refused"),
+        "{}",
+        m.log_text()
+    );
+    drop(follower);
+    m.unmount();
+}

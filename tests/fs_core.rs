@@ -99,6 +99,7 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
             .await
             .unwrap();
         assert_eq!(attr.perm, 0o640);
+        let fh = fh.fh;
         fs.write(fh, 0, Bytes::from_static(b"hello")).await.unwrap();
         fs.flush(fh, None).await.unwrap();
         fs.release(fh).await.unwrap();
@@ -109,7 +110,7 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
         fs.releasedir(fh);
         let a = fs.lookup(d.ino, "f").await.unwrap();
         assert_eq!((a.size, a.perm, a.uid, a.gid), (5, 0o640, 1, 2));
-        let (fh, _) = fs
+        let fh = fs
             .open(
                 a.ino,
                 OpenMode {
@@ -118,7 +119,8 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
                 },
             )
             .await
-            .unwrap();
+            .unwrap()
+            .fh;
         assert_eq!(fs.read(fh, 1, 100).await.unwrap(), &b"ello"[..]);
         fs.release(fh).await.unwrap();
         let e = fs.rmdir(ROOT_INO, "d").await.unwrap_err();

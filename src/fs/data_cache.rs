@@ -16,6 +16,10 @@
 //!   same directory is refused at start with one line.
 //! - A read never fails because of the cache: any error of the cache (a full disk, the directory
 //!   removed) makes the read go to COS, with one warning.
+//! - FUSE passthrough: `complete_file` gives the data file of an object whose every block is
+//!   cached, checked once (every block against its CRC-64, when the entry came from an earlier
+//!   mount). The file is pinned while the kernel reads it: an eviction then removes the whole
+//!   entry (unlinks its files, which the open descriptor keeps) instead of punching holes in it.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -62,6 +66,53 @@ struct Entry {
     size: u64,
     /// The CRC-64 of each stored block (`None`: not stored).
     blocks: Vec<Option<u64>>,
+    /// The data file as it was when every block was last checked against its CRC-64 (for
+    /// passthrough, which cannot check what the kernel reads): while the file is unchanged
+    /// since, it need not be checked again. Storing or dropping a block clears it.
+    checked: Option<Stamp>,
+}
+
+/// What identifies a file's content without reading it: a write changes mtime and ctime (and
+/// no one can set ctime back), a replacement the inode number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(file: &File) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+        Some(Stamp {
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// Its journal line (`checked <ino> <size> <mtime> <ctime>`).
+    fn line(&self) -> String {
+        format!(
+            "checked {} {} {} {}\n",
+            self.ino, self.size, self.mtime_ns, self.ctime_ns
+        )
+    }
+
+    fn parse(line: &str) -> Option<Stamp> {
+        let mut w = line.strip_prefix("checked ")?.split(' ');
+        let mut next = || w.next()?.parse::<i128>().ok();
+        Some(Stamp {
+            ino: next()? as u64,
+            size: next()? as u64,
+            mtime_ns: next()?,
+            ctime_ns: next()?,
+        })
+    }
 }
 
 impl Entry {
@@ -77,6 +128,8 @@ struct Index {
     /// Blocks by recency of use.
     lru: lru::LruCache<(ObjectId, u64), ()>,
     used: u64,
+    /// Objects whose data file the kernel reads by passthrough, with how many opens.
+    pinned: HashMap<ObjectId, u32>,
     /// Bytes that `put`s made room for and are writing (counted against the bound, so that
     /// writes at the same time cannot together pass it).
     reserved: u64,
@@ -157,6 +210,7 @@ impl DataCache {
                 by_key: HashMap::new(),
                 lru: lru::LruCache::unbounded(),
                 used: 0,
+                pinned: HashMap::new(),
                 reserved: 0,
             }),
             _lock: lock,
@@ -267,7 +321,14 @@ impl DataCache {
             let stem = id.file_stem();
             let n = size.div_ceil(BLOCK) as usize;
             let mut blocks = vec![None; n];
+            let mut checked = None;
             for l in lines {
+                if let Some(stamp) = Stamp::parse(l) {
+                    checked = Some(stamp);
+                    continue;
+                }
+                // A block stored or dropped after the check: the data file changed.
+                checked = None;
                 if let Some(i) = l.strip_prefix('-').and_then(|i| i.parse::<usize>().ok()) {
                     if i < n {
                         blocks[i] = None;
@@ -283,7 +344,12 @@ impl DataCache {
                 .metadata()
                 .and_then(|m| m.modified())
                 .unwrap_or(std::time::UNIX_EPOCH);
-            let entry = Entry { stem, size, blocks };
+            let entry = Entry {
+                stem,
+                size,
+                blocks,
+                checked,
+            };
             for (i, b) in entry.blocks.iter().enumerate() {
                 if b.is_some() {
                     idx.used += entry.block_len(i as u64);
@@ -345,13 +411,18 @@ impl DataCache {
                     stem,
                     size,
                     blocks: vec![None; size.div_ceil(BLOCK) as usize],
+                    checked: None,
                 },
             );
         }
         idx.objects.get_mut(&id).filter(|e| e.size == size)
     }
 
+    /// Removes `id` from the index and its files from the disk.
     fn drop_object(&self, idx: &mut Index, id: &ObjectId) {
+        if let Some(v) = idx.by_key.get_mut(&id.key) {
+            v.retain(|x| x != id);
+        }
         if let Some(e) = idx.objects.remove(id) {
             for (i, b) in e.blocks.iter().enumerate() {
                 if b.is_some() {
@@ -437,6 +508,7 @@ impl DataCache {
         for i in blocks {
             if e.blocks.get(i as usize).copied().flatten().is_some() {
                 e.blocks[i as usize] = None;
+                e.checked = None;
                 freed += e.block_len(i);
                 let _ = self.journal(&stem, &format!("-{i}\n"));
             }
@@ -486,35 +558,66 @@ impl DataCache {
         let file = OpenOptions::new().write(true).open(self.data_path(&stem));
         let failure = match file {
             Err(e) => Some(("cannot write a cached object", e)),
-            Ok(file) => blocks.into_iter().find_map(|(i, b)| {
-                let crc = crc64::checksum(b);
-                // No fsync: a block whose bytes did not reach the disk before a crash fails its
-                // CRC-64 when read, and is fetched again.
-                let stored = file
-                    .write_all_at(b, i * BLOCK)
-                    .and_then(|_| self.journal(&stem, &format!("{i} {crc}\n")));
-                if let Err(e) = stored {
-                    // A full disk, most likely: punch what may have landed and stop caching.
-                    punch(&file, i * BLOCK, b.len() as u64);
-                    return Some(("cannot store a block", e));
-                }
-                let len = b.len() as u64;
-                pending -= len;
-                let mut idx = self.index.lock();
-                idx.reserved -= len;
-                if let Some(e) = idx.objects.get_mut(&id)
-                    && e.blocks[i as usize].is_none()
-                {
-                    e.blocks[i as usize] = Some(crc);
-                    idx.used += len;
-                    idx.lru.put((id.clone(), i), ());
-                }
-                None
-            }),
+            Ok(file) => blocks
+                .into_iter()
+                .find_map(|(i, b)| {
+                    let crc = crc64::checksum(b);
+                    // No fsync: a block whose bytes did not reach the disk before a crash fails its
+                    // CRC-64 when read, and is fetched again.
+                    let stored = file
+                        .write_all_at(b, i * BLOCK)
+                        .and_then(|_| self.journal(&stem, &format!("{i} {crc}\n")));
+                    if let Err(e) = stored {
+                        // A full disk, most likely: punch what may have landed and stop caching.
+                        punch(&file, i * BLOCK, b.len() as u64);
+                        return Some(("cannot store a block", e));
+                    }
+                    let len = b.len() as u64;
+                    pending -= len;
+                    let mut idx = self.index.lock();
+                    idx.reserved -= len;
+                    if let Some(e) = idx.objects.get_mut(&id)
+                        && e.blocks[i as usize].is_none()
+                    {
+                        e.blocks[i as usize] = Some(crc);
+                        e.checked = None;
+                        idx.used += len;
+                        idx.lru.put((id.clone(), i), ());
+                    }
+                    None
+                })
+                .or_else(|| {
+                    self.stamp_if_complete(&id, &stem, &file);
+                    None
+                }),
         };
         self.index.lock().reserved -= pending;
         if let Some((what, e)) = failure {
             self.warn(what, e);
+        }
+    }
+
+    /// An entry this mount just completed (every block written from bytes it checksummed
+    /// itself) needs no check before passthrough: its file is synced to disk (a crash then
+    /// cannot leave the stamp without the bytes) and stamped.
+    fn stamp_if_complete(&self, id: &ObjectId, stem: &str, file: &File) {
+        let complete = |idx: &Index| {
+            idx.objects
+                .get(id)
+                .is_some_and(|e| e.checked.is_none() && e.blocks.iter().all(Option::is_some))
+        };
+        if !complete(&self.index.lock()) || file.sync_data().is_err() {
+            return;
+        }
+        let Some(stamp) = Stamp::of(file) else {
+            return;
+        };
+        let mut idx = self.index.lock();
+        if complete(&idx)
+            && let Some(e) = idx.objects.get_mut(id)
+        {
+            e.checked = Some(stamp);
+            let _ = self.journal(stem, &stamp.line());
         }
     }
 
@@ -532,15 +635,15 @@ impl DataCache {
             if e.blocks[i as usize].take().is_none() {
                 continue;
             }
+            e.checked = None;
             let len = e.block_len(i);
             let stem = e.stem.clone();
             let whole_object_gone = e.blocks.iter().all(Option::is_none) && keep != Some(&id);
             idx.used -= len;
-            if whole_object_gone {
+            // A file read by passthrough goes whole: its open descriptors keep the unlinked
+            // file, where punching would hand them zeros.
+            if whole_object_gone || idx.pinned.contains_key(&id) {
                 self.drop_object(idx, &id);
-                if let Some(v) = idx.by_key.get_mut(&id.key) {
-                    v.retain(|x| x != &id);
-                }
             } else {
                 if let Ok(f) = OpenOptions::new().write(true).open(self.data_path(&stem)) {
                     punch(&f, i * BLOCK, len);
@@ -550,20 +653,76 @@ impl DataCache {
         }
     }
 
-    /// The data file of `key`@`etag` when every block of it is cached and intact (for FUSE
-    /// passthrough), opened for reading.
-    pub fn complete_file(&self, key: &str, etag: &str, size: u64) -> Option<File> {
-        let stem = {
+    /// The data file of `key`@`etag` when every block of it is cached and intact, opened for
+    /// reading and pinned until the `Pinned` is dropped (for FUSE passthrough: the kernel reads
+    /// it without us, so no block may change or go while it is open).
+    pub fn complete_file(self: &Arc<Self>, key: &str, etag: &str, size: u64) -> Option<Pinned> {
+        let id = ObjectId {
+            key: key.to_string(),
+            etag: etag.to_string(),
+        };
+        let (stem, crcs, checked) = {
             let mut idx = self.index.lock();
             let e = self.entry(&mut idx, key, etag, size, false)?;
-            if e.blocks.iter().any(Option::is_none) {
+            let crcs: Vec<u64> = e.blocks.iter().copied().collect::<Option<_>>()?;
+            let out = (e.stem.clone(), crcs, e.checked);
+            *idx.pinned.entry(id.clone()).or_default() += 1;
+            out
+        };
+        let mut pinned = Pinned {
+            file: None,
+            cache: Arc::downgrade(self),
+            id,
+        };
+        let file = File::open(self.data_path(&stem)).ok()?;
+        let now = Stamp::of(&file)?;
+        if checked != Some(now) {
+            self.check_all(&pinned.id, &stem, &file, &crcs, now)?;
+        }
+        pinned.file = Some(file);
+        Some(pinned)
+    }
+
+    /// Checks every block of `file` (the data file of `id`, as `stamp` says it is) against
+    /// `crcs`, one block in memory at a time. Intact: the entry (and its journal) records the
+    /// stamp; damaged: the block is dropped.
+    fn check_all(
+        &self,
+        id: &ObjectId,
+        stem: &str,
+        file: &File,
+        crcs: &[u64],
+        stamp: Stamp,
+    ) -> Option<()> {
+        let size = self.index.lock().objects.get(id)?.size;
+        log::debug!("data cache: checking {} before passthrough", id.key);
+        let mut buf = vec![0u8; BLOCK as usize];
+        for (i, crc) in crcs.iter().enumerate() {
+            let start = i as u64 * BLOCK;
+            let b = &mut buf[..(size - start).min(BLOCK) as usize];
+            if file.read_exact_at(b, start).is_err() || crc64::checksum(b) != *crc {
+                log::warn!(
+                    "data cache: block {i} of {} is damaged; fetching it again",
+                    id.key
+                );
+                self.forget_blocks(&id.key, &id.etag, i as u64..=i as u64);
                 return None;
             }
-            e.stem.clone()
-        };
-        // Every block is checked before the kernel reads the file without us.
-        self.get(key, etag, size, 0, size)?;
-        File::open(self.data_path(&stem)).ok()
+        }
+        let mut idx = self.index.lock();
+        let e = idx.objects.get_mut(id)?;
+        // Unless a block was stored or dropped meanwhile.
+        if e.blocks
+            .iter()
+            .copied()
+            .collect::<Option<Vec<u64>>>()
+            .as_deref()
+            == Some(crcs)
+        {
+            e.checked = Some(stamp);
+            let _ = self.journal(stem, &stamp.line());
+        }
+        Some(())
     }
 
     /// Drops every cached version of `key` (removed or replaced by this mount).
@@ -571,6 +730,41 @@ impl DataCache {
         let mut idx = self.index.lock();
         for id in idx.by_key.remove(key).unwrap_or_default() {
             self.drop_object(&mut idx, &id);
+        }
+    }
+}
+
+/// A cached object's data file, open and pinned for passthrough (see `complete_file`).
+pub struct Pinned {
+    file: Option<File>,
+    cache: std::sync::Weak<DataCache>,
+    id: ObjectId,
+}
+
+impl Pinned {
+    /// The data file, open for reading.
+    pub fn file(&self) -> &File {
+        self.file.as_ref().expect("set once opened")
+    }
+}
+
+impl std::fmt::Debug for Pinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinned").field("key", &self.id.key).finish()
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let Some(c) = self.cache.upgrade() else {
+            return;
+        };
+        let mut idx = c.index.lock();
+        if let Some(n) = idx.pinned.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                idx.pinned.remove(&self.id);
+            }
         }
     }
 }
@@ -634,5 +828,34 @@ mod tests {
         assert!(c.get("other", "x", 8 * BLOCK, 0, 8 * BLOCK).is_some());
         c.forget_key("other");
         assert_eq!(c.get("other", "x", 8 * BLOCK, 0, 1), None);
+    }
+
+    #[test]
+    fn a_passthrough_file_is_checked_when_it_changed_and_survives_eviction_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 2 * BLOCK + 5;
+        let data = bytes(size as usize, 3);
+        let c = DataCache::open(dir.path(), Some(16 * BLOCK)).unwrap();
+        c.put("k", "e", size, 0, &data);
+        let stem = ObjectId {
+            key: "k".into(),
+            etag: "e".into(),
+        }
+        .file_stem();
+        let path = dir.path().join("v1").join(format!("{stem}.data"));
+        drop(c.complete_file("k", "e", size).expect("complete"));
+        // Changed after its check: checked again, and the damage found.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(b"garbage", 7).unwrap();
+        assert!(c.complete_file("k", "e", size).is_none());
+        c.put("k", "e", size, 0, &data);
+        // Pinned: evicting it removes the whole entry, and the open file keeps every byte.
+        let pinned = c.complete_file("k", "e", size).expect("complete again");
+        c.put("big", "x", 15 * BLOCK, 0, &bytes((15 * BLOCK) as usize, 4));
+        assert!(c.get("k", "e", size, 0, 1).is_none(), "evicted");
+        assert!(!path.exists(), "removed whole, not punched");
+        let mut buf = vec![0u8; size as usize];
+        pinned.file().read_exact_at(&mut buf, 0).unwrap();
+        assert!(buf == data);
     }
 }

@@ -46,6 +46,8 @@ pub enum FsError {
     Range,
     #[error("extended attributes are turned off (--no-xattr)")]
     XattrsOff,
+    #[error("the file is open for reading by FUSE passthrough; close it to write it")]
+    Busy,
     #[error("COS request failed: {0}")]
     Cos(#[from] CosError),
     #[error("local I/O error: {0}")]
@@ -106,6 +108,7 @@ impl FsError {
             FsError::NoAttr => libc::ENODATA,
             // setxattr(2): "the size of name or value exceeds a filesystem-specific limit".
             FsError::TooBig => libc::E2BIG,
+            FsError::Busy => libc::ETXTBSY,
             // setxattr(2): "insufficient space remaining to store the extended attribute".
             FsError::NoSpace => libc::ENOSPC,
             FsError::Range => libc::ERANGE,

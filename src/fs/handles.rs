@@ -6,16 +6,17 @@
 //! are serialised, and each builds on the version the one before it made.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
 use super::attrs::{Attr, Ino, Kind, MetaAttrs};
 use super::error::{FsError, FsResult};
 use super::meta_cache::{FileStat, Stat};
-use super::open_file::{FileHandle, FileState, OpenFile, Reader};
+use super::open_file::{Backing, FileHandle, FileState, OpenFile, Reader};
 use super::read::{Prefetcher, Version};
 use super::write::{Base, Committed, WriteConfig, WriteHandle};
-use super::{Caller, Filesystem, Handle, OpenMode};
+use super::{Caller, Filesystem, Handle, OpenMode, Opened};
 
 /// The process (thread group) of a thread id, from /proc; `None` when it cannot be told (the
 /// thread is gone, or lives in another pid namespace).
@@ -54,6 +55,7 @@ impl Filesystem {
         truncate: bool,
         attrs: MetaAttrs,
     ) -> WriteHandle {
+        self.written_keys.lock().put(key.clone(), ());
         WriteHandle::new(
             self.client.clone(),
             self.write_config(),
@@ -175,7 +177,7 @@ impl Filesystem {
     }
 
     /// Opens a file. Returns the handle and whether the kernel may keep its cached pages.
-    pub async fn open(&self, ino: Ino, mode: OpenMode) -> FsResult<(u64, bool)> {
+    pub async fn open(&self, ino: Ino, mode: OpenMode) -> FsResult<Opened> {
         let writable = mode.write || mode.truncate;
         if writable {
             self.check_writable()?;
@@ -187,16 +189,20 @@ impl Filesystem {
         let key = self.key_of(ino)?;
         let file = self.join(ino, false);
         let mut st = file.state.lock().await;
-        match self
+        let opened = match self
             .open_state(&file, &mut st, &key, writable, mode.truncate)
             .await
         {
-            Ok(()) => {}
+            Ok(()) => st.open_io(!writable, |st| self.backing(st)),
+            Err(e) => Err(e),
+        };
+        let io = match opened {
+            Ok(io) => io,
             Err(e) => {
                 let _ = self.leave(&file, st).await;
                 return Err(e);
             }
-        }
+        };
         file.sync_view(&st);
         let keep_cache = {
             let mut inodes = self.inodes.lock();
@@ -213,9 +219,24 @@ impl Filesystem {
         };
         let reader = Reader::pinned(&st);
         drop(st);
-        let handle = FileHandle::new(file, writable, mode.append, mode.caller, reader);
+        let handle = FileHandle::new(file, writable, mode.append, mode.caller, reader, io.clone());
         let fh = self.new_handle(Handle::File(Arc::new(handle)));
-        Ok((fh, keep_cache))
+        Ok(Opened { fh, keep_cache, io })
+    }
+
+    /// A backing file for passthrough reads of the state's version: the data cache's copy,
+    /// when it holds every byte of it and the kernel takes passthrough.
+    fn backing(&self, st: &FileState) -> Option<Backing> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (cache, v) = (self.cfg.data_cache.as_ref()?, st.version.as_ref()?);
+        if self.written_keys.lock().contains(&v.key) {
+            return None;
+        }
+        // A small object's check is quick; a big one's reads the file once, from local disk.
+        let file = tokio::task::block_in_place(|| cache.complete_file(&v.key, &v.etag, v.size))?;
+        Some(Backing::new(file, v.etag.clone()))
     }
 
     /// What an open needs of the state: the writer for a descriptor that may write, the
@@ -260,6 +281,7 @@ impl Filesystem {
         key: &str,
         truncate: bool,
     ) -> FsResult<&'a mut WriteHandle> {
+        st.check_changeable()?;
         if let Some(w) = st.writer.as_mut() {
             if truncate {
                 w.truncate_at_open().await?;
@@ -297,7 +319,7 @@ impl Filesystem {
         mode: u32,
         open: OpenMode,
         caller: Caller,
-    ) -> FsResult<(Attr, u64)> {
+    ) -> FsResult<(Attr, Opened)> {
         self.check_writable()?;
         let key = self.child_key(parent, name)?;
         if self.ensure_absent(parent, name, &key).await.is_err() {
@@ -305,7 +327,7 @@ impl Filesystem {
                 return Err(FsError::Exists);
             }
             let attr = self.lookup(parent, name).await?;
-            let (fh, _) = self
+            let opened = self
                 .open(
                     attr.ino,
                     OpenMode {
@@ -314,7 +336,7 @@ impl Filesystem {
                     },
                 )
                 .await?;
-            return Ok((self.getattr(attr.ino).await?, fh));
+            return Ok((self.getattr(attr.ino).await?, opened));
         }
         let attrs = self.entry_attrs(parent, Kind::File, mode, caller).await?;
         // An inode still open under this name is of an object that is gone (the name is
@@ -326,17 +348,22 @@ impl Filesystem {
         let ino = self.inodes.lock().lookup(parent, name, Kind::File);
         self.cache.remove(&key);
         let file = self.join(ino, true);
-        let reader = {
+        let (reader, io) = {
             let mut st = file.state.lock().await;
             st.writer = Some(self.new_writer(key.clone(), None, true, attrs));
             file.sync_view(&st);
-            Reader::pinned(&st)
+            (Reader::pinned(&st), st.open_io(false, |_| None)?)
         };
         self.touch_parent(&key);
-        let handle = FileHandle::new(file, true, open.append, open.caller, reader);
+        let handle = FileHandle::new(file, true, open.append, open.caller, reader, io.clone());
         let fh = self.new_handle(Handle::File(Arc::new(handle)));
         let stat = self.local_stat(ino).expect("local");
-        Ok((self.attr_of(ino, &stat), fh))
+        let opened = Opened {
+            fh,
+            keep_cache: false,
+            io,
+        };
+        Ok((self.attr_of(ino, &stat), opened))
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
@@ -578,7 +605,8 @@ impl Filesystem {
             Some(Handle::File(h)) => h,
             _ => return Ok(()),
         };
-        let st = h.file.state.lock().await;
+        let mut st = h.file.state.lock().await;
+        st.close_io(&h.io);
         self.leave(&h.file, st).await
     }
 

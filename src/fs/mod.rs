@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -77,6 +77,8 @@ pub struct FsConfig {
     pub fast_listing: bool,
     /// Extended attributes are stored (`x-cos-meta-xattr`); off with `--no-xattr` (ENOTSUP).
     pub xattrs: bool,
+    /// Read files the data cache holds whole by FUSE passthrough, where the kernel can.
+    pub passthrough: bool,
     /// The local data cache (`--data-cache DIR`), opened by the mount.
     pub data_cache: Option<Arc<data_cache::DataCache>>,
 }
@@ -103,6 +105,7 @@ impl Default for FsConfig {
             read_only: false,
             fast_listing: false,
             xattrs: true,
+            passthrough: true,
             data_cache: None,
         }
     }
@@ -119,6 +122,14 @@ pub struct OpenMode {
     /// The opening thread's id as the kernel reports it (to tell its process's closes from
     /// those of children that inherited the descriptor; see `flush`).
     pub caller: Option<u32>,
+}
+
+/// An open descriptor: its handle, whether the kernel may keep the file's cached pages, and
+/// how the kernel does its I/O.
+pub struct Opened {
+    pub fh: u64,
+    pub keep_cache: bool,
+    pub io: open_file::Io,
 }
 
 /// Who asks for a create-type call (create, mkdir, mknod, symlink): the new entry's owner and
@@ -211,7 +222,17 @@ pub struct Filesystem {
     refreshing: Mutex<HashSet<String>>,
     /// When this mount last added, removed or renamed an entry of a directory (by key).
     dir_times: Mutex<lru::LruCache<String, SystemTime>>,
+    /// The kernel takes FUSE passthrough (and the data cache is on): a read-only open of a
+    /// file the cache holds whole is read by the kernel from the cache's copy.
+    passthrough: AtomicBool,
+    /// Keys this mount opened for writing (the most recent `WRITTEN_KEYS`): they are never
+    /// read by passthrough, which would refuse the next write while a reader is open (a log
+    /// this mount appends to and someone follows with `tail -f`).
+    written_keys: Mutex<lru::LruCache<String, ()>>,
 }
+
+/// How many keys `Filesystem::written_keys` remembers.
+const WRITTEN_KEYS: usize = 10_000;
 
 fn join_key(dir: &str, name: &str) -> String {
     if dir.is_empty() {
@@ -246,7 +267,21 @@ impl Filesystem {
             dir_times: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(DIR_TIMES).expect("non-zero"),
             )),
+            passthrough: AtomicBool::new(false),
+            written_keys: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(WRITTEN_KEYS).expect("non-zero"),
+            )),
         }
+    }
+
+    /// Whether a passthrough open is worth offering: the data cache is on.
+    pub fn wants_passthrough(&self) -> bool {
+        self.cfg.passthrough && self.cfg.data_cache.is_some()
+    }
+
+    /// Turns passthrough on (the kernel took it) or off (registering a file failed).
+    pub fn set_passthrough(&self, on: bool) {
+        self.passthrough.store(on, Ordering::Relaxed);
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -365,9 +400,7 @@ impl Filesystem {
     }
 
     fn new_handle(&self, h: Handle) -> u64 {
-        let fh = self
-            .next_fh
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, h);
         fh
     }

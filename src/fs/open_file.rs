@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::attrs::{Ino, MetaAttrs};
+use super::data_cache::Pinned;
+use super::error::{FsError, FsResult};
 use super::read::{Prefetcher, Version};
 use super::write::WriteHandle;
 
@@ -37,6 +39,117 @@ pub struct FileState {
     pub commits: u64,
     /// The file's content once a descriptor may write (or the file was removed while open).
     pub writer: Option<WriteHandle>,
+    /// How the kernel does the I/O of the open descriptors (see `Io`).
+    pub io: IoModes,
+}
+
+/// How the kernel does a descriptor's I/O. The kernel keeps one mode per inode: while any
+/// descriptor of it is open through the page cache, none may be opened by passthrough, and
+/// while some are open by passthrough, every open must be passthrough to the same backing
+/// file (it fails the open with EIO otherwise).
+#[derive(Clone)]
+pub enum Io {
+    /// Through FUSE and the page cache.
+    Cached,
+    /// By the kernel from a file of the data cache, without FUSE.
+    Passthrough(Arc<Backing>),
+}
+
+/// The file passthrough descriptors read: a complete, checked copy of one version in the
+/// data cache, pinned there while it is open.
+pub struct Backing {
+    pub file: Pinned,
+    pub etag: String,
+    /// The FUSE layer's registration of the file with the kernel (made at the first open,
+    /// shared by every passthrough open of the inode, dropped after the last one's release).
+    pub registration: parking_lot::Mutex<Option<Box<dyn std::any::Any + Send + Sync>>>,
+    /// The kernel refused the registration: the descriptors given this file are served
+    /// through FUSE, and it constrains no other open.
+    refused: AtomicBool,
+}
+
+impl Backing {
+    pub fn new(file: Pinned, etag: String) -> Self {
+        Backing {
+            file,
+            etag,
+            registration: Default::default(),
+            refused: AtomicBool::new(false),
+        }
+    }
+
+    pub fn refuse(&self) {
+        self.refused.store(true, Ordering::Release);
+    }
+}
+
+/// The descriptors of an inode by I/O mode.
+#[derive(Default)]
+pub struct IoModes {
+    cached: u32,
+    passthrough: Option<(Arc<Backing>, u32)>,
+}
+
+impl FileState {
+    /// The I/O mode of a descriptor being opened, counted until `close_io`. `read_only`: it
+    /// cannot write; `offer` gives a backing file for the current version, if the data cache
+    /// holds all of it and the file may be read by passthrough.
+    ///
+    /// While descriptors are open by passthrough, the kernel takes only passthrough opens, of
+    /// the same backing file: a read-only open shares it (and reads the version it holds), and
+    /// an open for writing is refused with ETXTBSY, as writing a running program is, since the
+    /// kernel would write the cache's file without us.
+    pub fn open_io(
+        &mut self,
+        read_only: bool,
+        offer: impl FnOnce(&FileState) -> Option<Backing>,
+    ) -> FsResult<Io> {
+        if let Some((b, n)) = &mut self.io.passthrough
+            && !b.refused.load(Ordering::Acquire)
+        {
+            if !read_only {
+                return Err(FsError::Busy);
+            }
+            *n += 1;
+            return Ok(Io::Passthrough(b.clone()));
+        }
+        if read_only
+            && self.writer.is_none()
+            && self.io.cached == 0
+            && self.io.passthrough.is_none()
+            && let Some(b) = offer(self)
+        {
+            let b = Arc::new(b);
+            self.io.passthrough = Some((b.clone(), 1));
+            return Ok(Io::Passthrough(b));
+        }
+        self.io.cached += 1;
+        Ok(Io::Cached)
+    }
+
+    /// Whether the content may change now: not while descriptors read it by passthrough
+    /// (ETXTBSY; see `open_io`).
+    pub fn check_changeable(&self) -> FsResult<()> {
+        match &self.io.passthrough {
+            Some((b, _)) if !b.refused.load(Ordering::Acquire) => Err(FsError::Busy),
+            _ => Ok(()),
+        }
+    }
+
+    /// A descriptor of mode `io` is released.
+    pub fn close_io(&mut self, io: &Io) {
+        match io {
+            Io::Cached => self.io.cached -= 1,
+            Io::Passthrough(_) => {
+                if let Some((_, n)) = &mut self.io.passthrough {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.io.passthrough = None;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The open file as `stat` sees it.
@@ -60,6 +173,7 @@ impl OpenFile {
                 version: None,
                 commits: 0,
                 writer: None,
+                io: IoModes::default(),
             }),
             view: parking_lot::Mutex::new(View {
                 local,
@@ -109,6 +223,8 @@ pub struct FileHandle {
     pub writable: bool,
     /// Opened with O_APPEND: every write lands at the file's end.
     pub append: bool,
+    /// How the kernel does its I/O.
+    pub io: Io,
     /// The thread that opened the descriptor, when known (see `Filesystem::flush`).
     pub opener: Option<u32>,
     /// Its program closed it (flush) and nothing was written or truncated through it since:
@@ -124,11 +240,13 @@ impl FileHandle {
         append: bool,
         opener: Option<u32>,
         reader: Reader,
+        io: Io,
     ) -> Self {
         FileHandle {
             file,
             writable,
             append,
+            io,
             opener,
             flushed: AtomicBool::new(false),
             reader: tokio::sync::Mutex::new(reader),

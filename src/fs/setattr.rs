@@ -228,6 +228,7 @@ impl Filesystem {
         let key = self.key_of(ino).ok();
         let rides = self.rides_along(ino, fh);
         self.with_state(ino, async |file, st| {
+            st.check_changeable()?;
             if st.writer.is_none() {
                 let key = key.as_deref().ok_or(FsError::Stale)?;
                 self.ensure_writer(file, st, key, false).await?;
