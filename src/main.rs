@@ -153,10 +153,7 @@ fn raise_read_ahead(mountpoint: &std::path::Path, kib: u32) {
 
 /// Explains a failed bucket check in one line.
 async fn explain_bucket_error(client: &CosClient, bucket: &str, e: CosError) -> String {
-    let endpoint = match &client.config().endpoint {
-        cosmount::cos::Endpoint::Url(u) => u.to_string(),
-        cosmount::cos::Endpoint::Region(r) => format!("https://{bucket}.cos.{r}.myqcloud.com"),
-    };
+    let endpoint = client.config().endpoint.describe(bucket);
     if e.is_transport() {
         return format!("cannot reach the COS endpoint {endpoint}: {}", e.root());
     }
