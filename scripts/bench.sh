@@ -2,7 +2,7 @@
 # cosmount's speed goals, measured as RATIOS against a baseline taken in the same run on the
 # same machine (docs/PERFORMANCE.md explains the method and every workload).
 #
-#   scripts/bench.sh                 all workloads: read write ttfb randread list create stat
+#   scripts/bench.sh                 all workloads: read write ttfb randread list create stat cache
 #   scripts/bench.sh NAME [NAME...]  only those
 #
 # Starts its own cos-emulator (temporary data directory, free port) and mounts its bucket with
@@ -23,7 +23,7 @@
 set -euo pipefail
 export LC_ALL=C # decimal points in $EPOCHREALTIME and printf
 
-ALL_WORKLOADS=(read write ttfb randread list create stat)
+ALL_WORKLOADS=(read write ttfb randread list create stat cache)
 
 usage() {
   sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
@@ -36,7 +36,7 @@ for arg in "$@"; do
       usage
       exit 0
       ;;
-    read | write | ttfb | randread | list | create | stat) selected+=("$arg") ;;
+    read | write | ttfb | randread | list | create | stat | cache) selected+=("$arg") ;;
     *)
       echo "bench: unknown workload '$arg' (one of: ${ALL_WORKLOADS[*]})" >&2
       exit 2
@@ -193,6 +193,16 @@ field() {
 
 # Seconds between two $EPOCHREALTIME values; MiB/s of BYTES in SECONDS.
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+# CPU seconds (user + system) process $1 has used so far, from /proc/PID/stat.
+clk_tck="$(getconf CLK_TCK)"
+cpu_s() { awk -v t="$clk_tck" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / t }' "/proc/$1/stat"; }
+# CPU seconds per GiB: $1 seconds for $2 bytes.
+per_gib() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.3f", c * 1073741824 / n }'; }
+# Runs a command and prints "USER SYS" CPU seconds of it (bash's `time`); its output is dropped.
+cpu_of() {
+  local TIMEFORMAT='%U %S'
+  { time "$@" >/dev/null 2>&1; } 2>&1
+}
 mib_s() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", n / 1048576 / s }'; }
 
 # Drops the kernel page cache (root only). The benchmark goes on without it: a fresh mount has
@@ -283,19 +293,26 @@ run_read() {
   # The emulator's copy is read once untimed, so both sides read it from its page cache: what
   # is compared is the client side, not the emulator's disk.
   curl -sS -f -o /dev/null "$(presign GET big)"
-  local rep out t0 t1 secs
+  local rep out t0 t1 secs c0 c1 used
   for ((rep = 1; rep <= REPEAT; rep++)); do
     out="$(curl -sS -f -o /dev/null -w '%{size_download} %{time_total}' "$(presign GET big)")"
     [[ "${out% *}" == "$big_bytes" ]] || die "curl read ${out% *} of $big_bytes bytes"
     record read curl_mib_s "$(mib_s "${out% *}" "${out#* }")"
+    # curl's own CPU for the same GET (an untimed run: `time` is not free).
+    used="$(cpu_of curl -sS -f -o /dev/null "$(presign GET big)")"
+    record read curl_cpu_s_gib "$(per_gib "$(awk -v u="${used% *}" -v s="${used#* }" 'BEGIN { print u + s }')" "$big_bytes")"
 
     mount_start
     reset_hwm
+    c0="$(cpu_s "$mnt_pid")"
     t0=$EPOCHREALTIME
-    dd if="$mnt/big" of=/dev/null bs=1M status=none
+    used="$(cpu_of dd if="$mnt/big" of=/dev/null bs=1M status=none)"
     t1=$EPOCHREALTIME
+    c1="$(cpu_s "$mnt_pid")"
     secs="$(elapsed "$t0" "$t1")"
     record read mount_mib_s "$(mib_s "$big_bytes" "$secs")"
+    record read mount_cpu_s_gib "$(per_gib "$(elapsed "$c0" "$c1")" "$big_bytes")"
+    record read reader_sys_s_gib "$(per_gib "${used#* }" "$big_bytes")"
     record read rss_kib "$(hwm_kib)"
     mount_stop
   done
@@ -303,7 +320,7 @@ run_read() {
 
 run_write() {
   prepare_big
-  local rep out t0 t1 key size
+  local rep out t0 t1 key size c0 c1 e0 e1 used
   for ((rep = 1; rep <= REPEAT; rep++)); do
     cat "$tmp/big.src" >/dev/null # the source stays in the page cache for every side
 
@@ -322,10 +339,18 @@ run_write() {
     mount_start --part-size "$PART_SIZE" --max-concurrency "$CONCURRENCY"
     mkdir -p "$mnt/write"
     reset_hwm
+    c0="$(cpu_s "$mnt_pid")"
+    e0="$(cpu_s "$emu_pid")"
     t0=$EPOCHREALTIME
-    dd if="$tmp/big.src" of="$mnt/write/mount-$rep" bs=1M status=none # close commits
+    # close commits
+    used="$(cpu_of dd if="$tmp/big.src" of="$mnt/write/mount-$rep" bs=1M status=none)"
     t1=$EPOCHREALTIME
+    c1="$(cpu_s "$mnt_pid")"
+    e1="$(cpu_s "$emu_pid")"
     record write mount_mib_s "$(mib_s "$big_bytes" "$(elapsed "$t0" "$t1")")"
+    record write mount_cpu_s_gib "$(per_gib "$(elapsed "$c0" "$c1")" "$big_bytes")"
+    record write writer_sys_s_gib "$(per_gib "${used#* }" "$big_bytes")"
+    record write emulator_cpu_s_gib "$(per_gib "$(elapsed "$e0" "$e1")" "$big_bytes")"
     record write rss_kib "$(hwm_kib)"
     size="$(stat -c %s "$mnt/write/mount-$rep")"
     [[ "$size" == "$big_bytes" ]] || die "the mount stored $size of $big_bytes bytes"
@@ -461,6 +486,55 @@ run_stat() {
   done
 }
 
+# Records, as cache/<name>, the MiB/s of reading big file $1 with the page cache dropped.
+timed_big_read() {
+  local t0
+  drop_caches
+  t0=$EPOCHREALTIME
+  dd if="$1" of=/dev/null bs=1M status=none
+  record cache "$2" "$(mib_s "$big_bytes" "$(elapsed "$t0" "$EPOCHREALTIME")")"
+}
+
+# Records, as cache/<name>, the seconds to cat every file of directory $1, page cache dropped.
+timed_cat_all() {
+  local t0
+  drop_caches
+  t0=$EPOCHREALTIME
+  cat "$1"/* >/dev/null
+  record cache "$2" "$(elapsed "$t0" "$EPOCHREALTIME")"
+}
+
+run_cache() {
+  prepare_big
+  log "putting $FILES small objects under small/ and the same files in a local directory"
+  "$cosbench" put-small small/ "$FILES" 32 4K >/dev/null
+  mkdir -p "$tmp/local-small"
+  "$cosbench" create-files "$tmp/local-small" "$FILES" 8 4K >/dev/null
+  local rep dir mode
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    # The baselines: the same bytes on the local disk.
+    timed_big_read "$tmp/big.src" local_read_mib_s
+    timed_cat_all "$tmp/local-small" local_small_s
+
+    # Cold, with the cache off and on (a fresh cache directory), interleaved.
+    dir="$tmp/data-cache-$rep"
+    for mode in off on; do
+      if [[ $mode == on ]]; then mount_start --data-cache "$dir"; else mount_start; fi
+      timed_big_read "$mnt/big" "cold_${mode}_mib_s"
+      cat "$mnt/small"/* >/dev/null
+      mount_stop
+    done
+    # Warm: a remount on the filled cache.
+    mount_start --data-cache "$dir"
+    reset_hwm
+    timed_big_read "$mnt/big" warm_read_mib_s
+    timed_cat_all "$mnt/small" warm_small_s
+    record cache rss_kib "$(hwm_kib)"
+    mount_stop
+    rm -rf "$dir"
+  done
+}
+
 # ---- run ----
 
 start_emulator
@@ -535,6 +609,10 @@ if "read" in raw:
     m, b = med("read", "mount_mib_s"), med("read", "curl_mib_s")
     row("read (seq, cold)", m, f"{m:.0f} MiB/s", b, f"curl {b:.0f} MiB/s", "higher", 0.90,
         peak_mib("read"))
+    c, cc, rs = (med("read", "mount_cpu_s_gib"), med("read", "curl_cpu_s_gib"),
+                 med("read", "reader_sys_s_gib"))
+    row("read CPU of the mount", c, f"{c:.2f} s/GiB", None,
+        f"curl {cc:.2f}, dd's sys {rs:.2f} s/GiB", "abs_lower", 0.6, peak_mib("read"))
 if "write" in raw:
     m = med("write", "mount_mib_s")
     c, mp = med("write", "curl_mib_s"), med("write", "multipart_mib_s")
@@ -544,6 +622,10 @@ if "write" in raw:
             f"curl -T {c:.0f} / multipart {mp:.0f} MiB/s", "higher", 0.80, rss)
     r["met"] = r["met"] and rss <= 256
     r["target"] += ", RSS <= 256 MiB"
+    c, ws, ec = (med("write", "mount_cpu_s_gib"), med("write", "writer_sys_s_gib"),
+                 med("write", "emulator_cpu_s_gib"))
+    row("write CPU of the mount", c, f"{c:.2f} s/GiB", None,
+        f"dd's sys {ws:.2f}, emulator {ec:.2f} s/GiB", "abs_lower", 0.6, rss)
 if "ttfb" in raw:
     m, b = med("ttfb", "mount_s"), med("ttfb", "curl_s")
     row("ttfb (fresh mount)", m, f"{m * 1000:.2f} ms", b, f"curl {b * 1000:.2f} ms", "lower", 1.5,
@@ -577,6 +659,18 @@ if "create" in raw:
 if "stat" in raw:
     m, b = med("stat", "mount_us"), med("stat", "local_us")
     row("stat warm", m, f"{m:.2f} us", b, f"local {b:.2f} us", "lower", 3, peak_mib("stat"))
+if "cache" in raw:
+    rss = peak_mib("cache")
+    m, b = med("cache", "warm_read_mib_s"), med("cache", "local_read_mib_s")
+    row("read warm (--data-cache)", m, f"{m:.0f} MiB/s", b, f"local file {b:.0f} MiB/s",
+        "higher", 0.90, rss)
+    m, b = med("cache", "warm_small_s"), med("cache", "local_small_s")
+    # Times: the mount's speed relative to the local directory's is local time / mount time.
+    r = row(f"cat {files} small warm (--data-cache)", m, f"{m:.3f} s", b,
+            f"local dir {b:.3f} s", "lower", 1 / 0.7, rss)
+    m, b = med("cache", "cold_on_mib_s"), med("cache", "cold_off_mib_s")
+    r = row("read cold, cache on vs off", m, f"{m:.0f} MiB/s", b, f"cache off {b:.0f} MiB/s",
+            "higher", 0.95, rss)
 
 headers = ["workload", "mount", "baseline", "ratio", "target", "met?", "peak RSS"]
 table = [[r["workload"], r["mount_text"], r["baseline_text"],

@@ -6,7 +6,8 @@
 #   scripts/demo.sh           # everything is removed at the end (also when a step fails)
 #   scripts/demo.sh --keep    # leave the mount and the emulator running to play with
 #
-# Needs Rust (cargo) and fuse3 (fusermount3, /dev/fuse). COSMOUNT_SKIP_BUILD=1 skips the build.
+# Needs Rust (cargo) and fuse3 (fusermount3, /dev/fuse), which it installs with apt-get when it
+# is missing. COSMOUNT_SKIP_BUILD=1 skips the build.
 set -euo pipefail
 
 usage() {
@@ -32,8 +33,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
 # Checked first: no point in a long build on a machine that cannot mount.
-if ! command -v fusermount3 >/dev/null 2>&1 || [[ ! -e /dev/fuse ]]; then
-  echo "demo: FUSE is not available (no fusermount3 or /dev/fuse): install fuse3, e.g. 'sudo apt-get install fuse3'" >&2
+prog=demo
+# shellcheck source=scripts/packages.sh
+source "$root/scripts/packages.sh"
+need_packages fusermount3=fuse3
+if [[ ! -e /dev/fuse ]]; then
+  echo "demo: FUSE is not available: /dev/fuse is missing (in a container, run it with --device /dev/fuse)" >&2
   exit 1
 fi
 if [[ ! -r /dev/fuse || ! -w /dev/fuse ]]; then

@@ -2,11 +2,17 @@
 # The whole test suite: unit tests, client-vs-emulator tests, real FUSE mounts over the
 # emulator, Tencent's official Python SDK against the emulator, a bounded run of fsx (an
 # independent file-system exerciser) on a mount, and pjdfstest (the POSIX test suite) on a
-# mount beside a local directory. Needs fuse3 (/dev/fuse, fusermount3), python3 with venv,
-# curl; see .ci/run for a fresh Debian machine. The SDK (in a venv), fsx and pjdfstest (with
-# cargo) are installed under target/ the first time.
+# mount beside a local directory. The Debian packages it needs (fuse3, python3-venv, curl, fio,
+# attr, acl, rsync) are installed with apt-get when missing; the SDK (in a venv), fsx and
+# pjdfstest (with cargo) are installed under target/ the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+prog=test.sh
+# shellcheck source=scripts/packages.sh
+source scripts/packages.sh
+# What the tests run besides the project's own binaries.
+need_packages fusermount3=fuse3 python3-venv=python3-venv curl=curl fio=fio \
+  setfattr=attr setfacl=acl rsync=rsync update-ca-certificates=ca-certificates
 
 cargo build --release --bins
 # The official SDK in a private venv (pinned; created once).

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::cos::auth::Credentials;
 use crate::cos::retry::RetryPolicy;
-use crate::cos::sse::{Sse, SseCKey};
+use crate::cos::sse::{Sse, SseCKeys};
 use crate::cos::{ClientConfig, Endpoint};
 use crate::fs::FsConfig;
 use crate::fs::attrs::Defaults;
@@ -96,9 +96,9 @@ pub struct ConnectionArgs {
     /// MAZ_INTELLIGENT_TIERING.
     #[arg(long)]
     pub storage_class: Option<String>,
-    /// An SSE-C key already read from a cosfs key file (`-o use_sse=custom:FILE`).
+    /// SSE-C keys already read from a cosfs key file (`-o use_sse=custom:FILE`).
     #[arg(skip)]
-    pub sse_c_key: Option<SseCKey>,
+    pub sse_c_key: Option<SseCKeys>,
 }
 
 /// `cosmount [OPTIONS] BUCKET MOUNTPOINT`.
@@ -176,6 +176,14 @@ pub struct MountArgs {
     /// Directory for staging files of files being written (default: $TMPDIR/cosmount).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Keep blocks of the objects read and written in DIR, for repeated reads and across
+    /// remounts (a local data cache; off by default).
+    #[arg(long, value_name = "DIR")]
+    pub data_cache: Option<PathBuf>,
+    /// Bound of the data cache, e.g. 20G (default: 5G, and at most a tenth of the free space
+    /// of its file system).
+    #[arg(long)]
+    pub max_cache_size: Option<String>,
     /// Multipart part size, e.g. 8M (default 8 MiB; files up to it are one PUT).
     #[arg(long)]
     pub part_size: Option<String>,
@@ -230,6 +238,9 @@ pub struct MountConfig {
     pub read_ahead_kib: u32,
     /// Lines to log about the options given (cosfs options accepted with a remark).
     pub notes: Vec<Note>,
+    /// The data cache's directory and bound (`--data-cache`, `--max-cache-size`); the mount
+    /// opens it.
+    pub data_cache: Option<(PathBuf, Option<u64>)>,
 }
 
 /// The YAML config file (seed keys plus endpoint and SSE).
@@ -554,6 +565,8 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
                 num(need(value)?, "metadata_cache_size")? as usize,
             ),
             "cache_dir" => set(&mut args.cache_dir, need(value)?.into()),
+            "data_cache" => set(&mut args.data_cache, need(value)?.into()),
+            "max_cache_size" => set(&mut args.max_cache_size, need(value)?),
             "part_size" => set(&mut args.part_size, need(value)?),
             "max_concurrency" => set(
                 &mut args.max_concurrency,
@@ -655,7 +668,7 @@ pub fn client_config(
                 ))
             })?;
             Some(
-                SseCKey::from_file_contents(&data)
+                SseCKeys::from_file_contents(&data)
                     .map_err(|e| ConfigError(format!("SSE-C key file {}: {e}", path.display())))?,
             )
         }
@@ -860,6 +873,14 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     fs.cache_dir = absolute(&fs.cache_dir);
     let mountpoint = absolute(&a.mountpoint);
     let log_file = a.log_file.as_deref().map(absolute);
+    let max_cache = a.max_cache_size.as_deref().map(parse_size).transpose()?;
+    if max_cache.is_some() && a.data_cache.is_none() {
+        return cerr("--max-cache-size needs --data-cache DIR");
+    }
+    if max_cache.is_some_and(|m| m < 16 << 20) {
+        return cerr("--max-cache-size must be at least 16M");
+    }
+    let data_cache = a.data_cache.as_deref().map(|d| (absolute(d), max_cache));
     let read_ahead_kib = match &a.read_ahead {
         Some(r) => {
             let bytes = parse_size(r)?;
@@ -894,6 +915,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
         log_file,
         read_ahead_kib,
         notes: a.notes,
+        data_cache,
     })
 }
 

@@ -230,7 +230,21 @@ fn run_mount(cfg: MountConfig) -> i32 {
     runtime.block_on(async {
         let _ = futures::future::join(client.head_bucket(), client.head_bucket()).await;
     });
-    let fs = Arc::new(Filesystem::new(client, cfg.fs.clone()));
+    let mut fs_cfg = cfg.fs.clone();
+    if let Some((dir, max)) = &cfg.data_cache {
+        match cosmount::fs::data_cache::DataCache::open(dir, *max) {
+            Ok(c) => {
+                log::info!(
+                    "data cache in {} (at most {} MiB)",
+                    dir.display(),
+                    c.max_bytes() >> 20
+                );
+                fs_cfg.data_cache = Some(c);
+            }
+            Err(e) => fail(EXIT_USAGE, e),
+        }
+    }
+    let fs = Arc::new(Filesystem::new(client, fs_cfg));
     let adapter = FuseAdapter::new(fs, runtime.handle().clone());
     let notifier = adapter.notifier();
     let mut fuse_cfg = fuser::Config::default();

@@ -421,7 +421,7 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
             ]),
             env: vec![],
             code: 2,
-            expect: "32 characters",
+            expect: "32 raw bytes",
         },
         Case {
             name: "cosfs bucket directory without a leading slash",

@@ -490,12 +490,12 @@ fn sse_c_needs_the_same_key_everywhere() {
     let emu = TestEmulator::start();
     let key = SseCKey::from_bytes(&[42; 32]);
     let with_key = CosClient::new(cosmount::cos::ClientConfig {
-        sse: Sse::Customer(key),
+        sse: Sse::Customer(key.into()),
         ..emu.client_config()
     })
     .unwrap();
     let other_key = CosClient::new(cosmount::cos::ClientConfig {
-        sse: Sse::Customer(SseCKey::from_bytes(&[1; 32])),
+        sse: Sse::Customer(SseCKey::from_bytes(&[1; 32]).into()),
         ..emu.client_config()
     })
     .unwrap();

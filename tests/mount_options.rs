@@ -313,6 +313,7 @@ fn a_cosfs_command_line_mounts_with_only_the_program_name_changed() {
         .arg("-f")
         .env_remove("RUST_LOG")
         .env("HOME", &home);
+    let dir_path = dir.path().to_path_buf();
     let m = Mount::spawn(without_credentials_in_env(cmd), dir, mnt);
 
     // uid, gid and umask give the attributes of objects without attribute metadata (027: not
@@ -340,11 +341,14 @@ fn a_cosfs_command_line_mounts_with_only_the_program_name_changed() {
     assert!(runtime().block_on(emu.client().head_object("big")).is_err());
     assert_eq!(std::fs::read(m.join("big")).unwrap().len(), data.len());
 
+    // use_cache is the data cache: the blocks read are kept there.
     let log = m.log_text();
-    assert!(
-        log.contains("-o use_cache: cosmount has no local data cache yet"),
-        "{log}"
-    );
+    assert!(log.contains("data cache in"), "{log}");
+    let cached = std::fs::read_dir(dir_path.join("cache").join("v1"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.path().extension().is_some_and(|x| x == "data"));
+    assert!(cached, "blocks in the use_cache directory");
 }
 
 /// What mount(8) runs for an fstab line of type `fuse.cosmount`: `mount.fuse3 SOURCE DIR -o

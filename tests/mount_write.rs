@@ -285,6 +285,75 @@ fn sse_c_key_file(dir: &Path) -> (std::path::PathBuf, String) {
 }
 
 #[test]
+fn sse_c_keys_rotate_new_key_first_old_keys_still_read() {
+    use base64::Engine;
+    let b64 = |k: [u8; 32]| base64::engine::general_purpose::STANDARD.encode(k);
+    let (old, new) = ([7u8; 32], [9u8; 32]);
+    let emu = TestEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let old_file = dir.path().join("old.key");
+    std::fs::write(&old_file, b64(old)).unwrap();
+    let m = Mount::start(&emu, &["--sse-c-key-file", old_file.to_str().unwrap()]);
+    let big = pattern(9 << 20, 3);
+    std::fs::write(m.join("small"), b"written with the old key").unwrap();
+    std::fs::write(m.join("big"), &big).unwrap();
+    std::fs::write(m.join("kept"), b"stays on the old key").unwrap();
+    drop(m);
+    // The rotated key file, as s3fs's: the new key first, the old one after it.
+    let both = dir.path().join("both.keys");
+    std::fs::write(
+        &both,
+        format!("# new key first\n{}\n{}\n", b64(new), b64(old)),
+    )
+    .unwrap();
+    let m = Mount::start(
+        &emu,
+        &[
+            "--sse-c-key-file",
+            both.to_str().unwrap(),
+            "--part-size",
+            "4M",
+        ],
+    );
+    // Objects of the old key read (the key whose MD5 opens them), with ranges and whole.
+    assert_eq!(
+        std::fs::read(m.join("small")).unwrap(),
+        b"written with the old key"
+    );
+    assert!(std::fs::read(m.join("big")).unwrap() == big);
+    assert_eq!(sh(m.path(), "cat kept"), "stays on the old key");
+    // New objects, rewrites and renames get the new key (a rename re-encrypts: its copy reads
+    // the source with the old key); an append of a multipart file copies its old parts.
+    sh(
+        m.path(),
+        "echo fresh > fresh && echo ' and rewritten' >> small && mv big moved && echo end >> moved",
+    );
+    let opens = |key: &str, k: [u8; 32]| {
+        sdk(&emu, &["head", key, "--sse-c-key-b64", &b64(k)])
+            .status
+            .success()
+    };
+    for key in ["fresh", "small", "moved"] {
+        assert!(opens(key, new), "{key} is encrypted with the new key");
+        assert!(!opens(key, old), "{key} is no longer on the old key");
+    }
+    assert!(
+        opens("kept", old) && !opens("kept", new),
+        "untouched objects keep their key"
+    );
+    let mut moved = big.clone();
+    moved.extend_from_slice(b"end\n");
+    assert_eq!(
+        sdk_ok(&emu, &["md5", "moved", "--sse-c-key-b64", &b64(new)]).trim(),
+        md5_hex(&moved)
+    );
+    assert_eq!(
+        std::fs::read(m.join("small")).unwrap(),
+        b"written with the old key and rewritten\n"
+    );
+}
+
+#[test]
 fn an_sse_c_mount_writes_objects_only_the_key_opens() {
     let emu = TestEmulator::start();
     let dir = tempfile::tempdir().unwrap();

@@ -90,7 +90,7 @@ fn every_type_holding_a_secret_redacts_its_debug() {
     let client = cosmount::cos::ClientConfig {
         bucket: "b-1250000000".into(),
         credentials: creds.clone(),
-        sse: Sse::Customer(key.clone()),
+        sse: Sse::Customer(key.clone().into()),
         ..Default::default()
     };
     let emulator = cosmount::emulator::EmulatorConfig {

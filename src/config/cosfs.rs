@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, MountArgs, Note, cerr, set};
-use crate::cos::sse::SseCKey;
+use crate::cos::sse::SseCKeys;
 
 /// What cosfs options decide only together (modes) or once every option is read (SSE-C keys).
 #[derive(Debug, Default, Clone)]
@@ -288,12 +288,7 @@ pub(super) fn apply(
         ),
         "tmpdir" => set(&mut args.cache_dir, need(name, value)?.into()),
         "max_prefetch_bytes" => set(&mut args.prefetch_window, need(name, value)?.to_string()),
-        "use_cache" => note(
-            args,
-            log::Level::Warn,
-            name,
-            "cosmount has no local data cache yet: reads go to COS, with the kernel page cache in front",
-        ),
+        "use_cache" => set(&mut args.data_cache, need(name, value)?.into()),
         "ensure_diskfree" => {
             number::<u64>(name, need(name, value)?, "a size in MB")?;
             note(
@@ -416,25 +411,13 @@ pub(super) fn finish(args: &mut MountArgs) -> Result<(), ConfigError> {
         (None, false, Some(_)) => {
             return refuse(
                 "load_sse_c",
-                "cosmount uses one SSE-C key for reading and writing; give use_sse=custom:FILE",
+                "cosmount encrypts what it writes with the first of its SSE-C keys; keys only for reading older objects (load_sse_c without use_sse=custom) are not supported",
             );
         }
         (None, false, None) => None,
     };
     if let Some(file) = sse_c_file {
-        let (key, others) = read_sse_c_keys(&file)?;
-        args.conn.sse_c_key = Some(key);
-        if others > 0 {
-            note(
-                args,
-                log::Level::Warn,
-                "use_sse",
-                &format!(
-                    "only the first key of {} is used; objects encrypted with its {others} other key(s) cannot be read",
-                    file.display()
-                ),
-            );
-        }
+        args.conn.sse_c_key = Some(read_sse_c_keys(&file)?);
     }
     if args.debug > 0 {
         set(
@@ -454,41 +437,16 @@ pub(super) fn finish(args: &mut MountArgs) -> Result<(), ConfigError> {
 }
 
 /// Reads a cosfs (s3fs) SSE-C key file: one key a line, the first for writing and the others
-/// for reading older objects; a line of 32 characters or fewer is the key itself, a longer one
-/// its base64; `#` starts a comment. Returns the first key and how many others there are.
-/// Errors never quote the file.
-fn read_sse_c_keys(path: &Path) -> Result<(SseCKey, usize), ConfigError> {
+/// for reading older objects (`SseCKeys::from_file_contents`). Errors never quote the file.
+fn read_sse_c_keys(path: &Path) -> Result<SseCKeys, ConfigError> {
     let data = std::fs::read(path).map_err(|e| {
         ConfigError(format!(
             "cannot read SSE-C key file {}: {e}",
             path.display()
         ))
     })?;
-    let bad = |e: String| ConfigError(format!("SSE-C key file {}: {e}", path.display()));
-    if data.len() == 32 {
-        return Ok((SseCKey::from_file_contents(&data).map_err(bad)?, 0));
-    }
-    let text = std::str::from_utf8(&data)
-        .map_err(|_| bad("expected one key a line (32 characters, or their base64)".into()))?;
-    let mut keys = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'));
-    let first = keys
-        .next()
-        .ok_or_else(|| bad("the file holds no key".into()))?;
-    let key = if first.len() <= 32 {
-        let raw: [u8; 32] = first.as_bytes().try_into().map_err(|_| {
-            bad(format!(
-                "a key must be 32 characters (AES-256) or their base64; the first is {} characters",
-                first.len()
-            ))
-        })?;
-        SseCKey::from_bytes(&raw)
-    } else {
-        SseCKey::from_file_contents(first.as_bytes()).map_err(bad)?
-    };
-    Ok((key, keys.count()))
+    SseCKeys::from_file_contents(&data)
+        .map_err(|e| ConfigError(format!("SSE-C key file {}: {e}", path.display())))
 }
 
 /// The bucket argument in cosfs's forms: `cosfs#bucket` (how mount.fuse passes an fstab line
@@ -613,7 +571,7 @@ mod tests {
     use super::*;
     use crate::config::{MountConfig, parse_mount};
     use crate::cos::Endpoint;
-    use crate::cos::sse::Sse;
+    use crate::cos::sse::{Sse, SseCKey};
 
     const B: &str = "examplebucket-1250000000";
 
@@ -950,7 +908,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let raw = [b'k'; 32];
-        let expected = Sse::Customer(SseCKey::from_bytes(&raw));
+        let expected = Sse::Customer(SseCKey::from_bytes(&raw).into());
         // One key a line; the first writes, the others (here a base64 one) only read.
         let two = key_file(
             dir.path(),
@@ -958,9 +916,17 @@ mod tests {
             b"# keys\nkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
         );
         let c = parse(B, &[url, &format!("-ouse_sse=custom:{two}")]).unwrap();
-        assert_eq!(c.client.sse, expected);
-        assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
-        assert!(c.notes[0].text.contains("1 other key"), "{:?}", c.notes);
+        assert_eq!(
+            c.client.sse,
+            Sse::Customer(
+                SseCKeys::new(vec![
+                    SseCKey::from_bytes(&raw),
+                    SseCKey::from_bytes(&[0; 32])
+                ])
+                .unwrap()
+            )
+        );
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
         let one = key_file(dir.path(), "one", &raw);
         assert_eq!(sse(&[&format!("-ouse_sse=c:{one}")]).unwrap(), expected);
         assert_eq!(sse(&[&format!("-ouse_sse={one}")]).unwrap(), expected);
@@ -974,7 +940,7 @@ mod tests {
         assert!(e.0.contains("load_sse_c is not supported"), "{e}");
         let short = key_file(dir.path(), "short", b"secret-but-short\n");
         let e = sse(&[&format!("-ouse_sse=custom:{short}")]).unwrap_err();
-        assert!(e.0.contains("32 characters"), "{e}");
+        assert!(e.0.contains("32 raw bytes"), "{e}");
         assert!(!e.0.contains("secret-but-short"), "{e}");
         let e = sse(&["-ouse_sse", &format!("--sse-c-key-file={one}")]).unwrap_err();
         assert!(e.0.contains("cannot be combined"), "{e}");
@@ -1028,7 +994,11 @@ mod tests {
         )
         .unwrap();
         let levels: Vec<log::Level> = c.notes.iter().map(|n| n.level).collect();
-        assert_eq!(levels, [log::Level::Warn, log::Level::Warn]);
-        assert!(c.notes[0].text.contains("no local data cache yet"));
+        assert_eq!(levels, [log::Level::Warn]);
+        assert_eq!(
+            c.data_cache,
+            Some((PathBuf::from("/var/cache/cosfs"), None)),
+            "use_cache is the data cache"
+        );
     }
 }

@@ -615,8 +615,13 @@ impl Request {
         Ok(self.header(name, hv))
     }
 
-    fn sse(mut self, sse: &Sse, kind: SseRequest) -> Self {
-        for (n, v) in sse.headers(kind) {
+    fn sse(self, sse: &Sse, kind: SseRequest) -> Self {
+        self.sse_reading(sse, kind, 0)
+    }
+
+    /// SSE headers, the object read (or copied from) opened with SSE-C key `source`.
+    fn sse_reading(mut self, sse: &Sse, kind: SseRequest, source: usize) -> Self {
+        for (n, v) in sse.headers_reading(kind, source) {
             self = self.header(n, v);
         }
         self
@@ -659,7 +664,13 @@ pub struct CosClient {
     /// Where GET Service goes: `https://service.cos.myqcloud.com/` for a region endpoint, the
     /// endpoint itself for a URL (cos-protocol.md §1).
     service_base: url::Url,
+    /// With several SSE-C keys: which one last opened each object (by key), so the next read
+    /// of it starts with that one (`with_source_key`).
+    source_keys: parking_lot::Mutex<lru::LruCache<String, usize>>,
 }
+
+/// Objects whose SSE-C key is remembered (a few dozen bytes each).
+const SOURCE_KEYS_REMEMBERED: usize = 10_000;
 
 impl fmt::Debug for CosClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -790,7 +801,39 @@ impl CosClient {
             base,
             copy_source_host,
             service_base,
+            source_keys: parking_lot::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(SOURCE_KEYS_REMEMBERED).expect("non-zero"),
+            )),
         })
+    }
+
+    /// Runs `f`, a request that reads an SSE-C object's bytes (GET, HEAD, the source of a
+    /// copy), with each of the mount's SSE-C keys in turn until one opens `key` (the object is
+    /// refused with an SSE-C key error otherwise): objects written before a key rotation are
+    /// read with the key they were written with. It starts with the key that opened `key` last.
+    /// With one key (or no SSE-C), `f` runs once with key 0.
+    async fn with_source_key<T, F, Fut>(&self, key: &str, f: F) -> Result<T, CosError>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = Result<T, CosError>>,
+    {
+        let n = self.config.sse.source_keys();
+        if n <= 1 {
+            return f(0).await;
+        }
+        let first = self.source_keys.lock().get(key).copied().unwrap_or(0);
+        let mut last = None;
+        for i in (0..n).map(|i| (first + i) % n) {
+            match f(i).await {
+                Ok(v) => {
+                    self.source_keys.lock().put(key.to_string(), i);
+                    return Ok(v);
+                }
+                Err(e) if e.is_sse_key_error() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least two keys were tried"))
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -1150,11 +1193,9 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-/// Formats a time as `2020-12-10T03:37:30.000Z`.
-pub fn format_iso8601(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+/// The (year, month, day) of a day counted from 1970-01-01 (the inverse of
+/// `days_from_civil`).
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719468;
     let era = z.div_euclid(146097);
     let doe = z - era * 146097;
@@ -1165,6 +1206,15 @@ pub fn format_iso8601(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = if month <= 2 { y + 1 } else { y };
+    (year, month, day)
+}
+
+/// Formats a time as `2020-12-10T03:37:30.000Z`.
+pub fn format_iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
@@ -1228,9 +1278,12 @@ fn url_decode(s: &str) -> String {
 }
 
 impl CosClient {
-    fn get_request(&self, req: &GetObject) -> Result<Request, CosError> {
-        let mut r =
-            Request::new("GET", Method::GET, Some(&req.key)).sse(&self.config.sse, SseRequest::Get);
+    fn get_request(&self, req: &GetObject, source_key: usize) -> Result<Request, CosError> {
+        let mut r = Request::new("GET", Method::GET, Some(&req.key)).sse_reading(
+            &self.config.sse,
+            SseRequest::Get,
+            source_key,
+        );
         if let Some((start, end)) = req.range {
             let v = match end {
                 Some(e) => format!("bytes={start}-{e}"),
@@ -1240,6 +1293,30 @@ impl CosClient {
         }
         if let Some(etag) = &req.if_match {
             r = r.header_str("if-match", etag)?;
+        }
+        Ok(r)
+    }
+
+    /// PUT Object - Copy of `req`, its source opened with SSE-C key `source_key`.
+    fn copy_request(&self, req: &CopyObject, source_key: usize) -> Result<Request, CosError> {
+        let mut r = Request::new("COPY", Method::PUT, Some(&req.dest_key))
+            .header_str("x-cos-copy-source", &self.copy_source(&req.source_key))?
+            .sse_reading(&self.config.sse, SseRequest::Copy, source_key);
+        let class = match &req.metadata {
+            None => {
+                r = r.header_str("x-cos-metadata-directive", "Copy")?;
+                req.storage_class.as_deref()
+            }
+            Some(m) => {
+                r = r
+                    .header_str("x-cos-metadata-directive", "Replaced")?
+                    .metadata(m)?;
+                m.storage_class.as_deref()
+            }
+        };
+        r = r.storage_class(class, self.config.storage_class.as_deref())?;
+        if let Some(etag) = &req.source_if_match {
+            r = r.header_str("x-cos-copy-source-If-Match", etag)?;
         }
         Ok(r)
     }
@@ -1297,16 +1374,26 @@ impl ObjectClient for CosClient {
     }
 
     async fn head_object(&self, key: &str) -> Result<ObjectInfo, CosError> {
-        let req =
-            Request::new("HEAD", Method::HEAD, Some(key)).sse(&self.config.sse, SseRequest::Head);
-        let resp = self.run(req).await?;
-        let h = resp.headers();
-        Ok(info_from_headers(h, content_length(h)))
+        self.with_source_key(key, |k| async move {
+            let req = Request::new("HEAD", Method::HEAD, Some(key)).sse_reading(
+                &self.config.sse,
+                SseRequest::Head,
+                k,
+            );
+            let resp = self.run(req).await?;
+            let h = resp.headers();
+            Ok(info_from_headers(h, content_length(h)))
+        })
+        .await
     }
 
     async fn get_object(&self, req: GetObject) -> Result<GetObjectOutput, CosError> {
-        let r = self.get_request(&req)?;
-        let resp = self.run(r).await?;
+        let resp = self
+            .with_source_key(&req.key, |k| {
+                let r = self.get_request(&req, k);
+                async move { self.run(r?).await }
+            })
+            .await?;
         let (info, start) = Self::get_info(&resp);
         let body = resp
             .bytes_stream()
@@ -1319,19 +1406,26 @@ impl ObjectClient for CosClient {
     }
 
     async fn get_object_bytes(&self, req: GetObject) -> Result<(ObjectInfo, Bytes), CosError> {
-        let r = self.get_request(&req)?;
-        self.with_retry("GET", &req.key, true, |_| async {
-            let resp = self.attempt(&r).await?;
-            let (info, _) = Self::get_info(&resp);
-            let expected = content_length(resp.headers());
-            let body = resp.bytes().await.map_err(CosError::from_reqwest)?;
-            if body.len() as u64 != expected {
-                return Err(CosError::Transport {
-                    kind: super::error::TransportKind::Body,
-                    message: format!("body ended after {} of {expected} bytes", body.len()),
-                });
+        let key = req.key.as_str();
+        self.with_source_key(key, |k| {
+            let r = self.get_request(&req, k);
+            async move {
+                let r = r?;
+                self.with_retry("GET", key, true, |_| async {
+                    let resp = self.attempt(&r).await?;
+                    let (info, _) = Self::get_info(&resp);
+                    let expected = content_length(resp.headers());
+                    let body = resp.bytes().await.map_err(CosError::from_reqwest)?;
+                    if body.len() as u64 != expected {
+                        return Err(CosError::Transport {
+                            kind: super::error::TransportKind::Body,
+                            message: format!("body ended after {} of {expected} bytes", body.len()),
+                        });
+                    }
+                    Ok((info, body))
+                })
+                .await
             }
-            Ok((info, body))
         })
         .await
     }
@@ -1401,35 +1495,24 @@ impl ObjectClient for CosClient {
     }
 
     async fn copy_object(&self, req: CopyObject) -> Result<PutOutput, CosError> {
-        let mut r = Request::new("COPY", Method::PUT, Some(&req.dest_key))
-            .header_str("x-cos-copy-source", &self.copy_source(&req.source_key))?
-            .sse(&self.config.sse, SseRequest::Copy);
-        let class = match &req.metadata {
-            None => {
-                r = r.header_str("x-cos-metadata-directive", "Copy")?;
-                req.storage_class.as_deref()
+        self.with_source_key(&req.source_key, |k| {
+            let r = self.copy_request(&req, k);
+            async move {
+                let (headers, body) = self.run_xml(r?).await?;
+                let res: xml::CopyResult =
+                    xml::from_str(body.trim_start()).map_err(CosError::protocol)?;
+                if res.etag.is_empty() {
+                    return Err(CosError::protocol("Copy answered 200 without an ETag"));
+                }
+                Ok(PutOutput {
+                    etag: res.etag,
+                    crc64: crc_header(&headers),
+                    last_modified: parse_iso8601(&res.last_modified)
+                        .or_else(|| written_at(&headers)),
+                })
             }
-            Some(m) => {
-                r = r
-                    .header_str("x-cos-metadata-directive", "Replaced")?
-                    .metadata(m)?;
-                m.storage_class.as_deref()
-            }
-        };
-        r = r.storage_class(class, self.config.storage_class.as_deref())?;
-        if let Some(etag) = &req.source_if_match {
-            r = r.header_str("x-cos-copy-source-If-Match", etag)?;
-        }
-        let (headers, body) = self.run_xml(r).await?;
-        let res: xml::CopyResult = xml::from_str(body.trim_start()).map_err(CosError::protocol)?;
-        if res.etag.is_empty() {
-            return Err(CosError::protocol("Copy answered 200 without an ETag"));
-        }
-        Ok(PutOutput {
-            etag: res.etag,
-            crc64: crc_header(&headers),
-            last_modified: parse_iso8601(&res.last_modified).or_else(|| written_at(&headers)),
         })
+        .await
     }
 
     async fn list_objects(&self, req: ListObjects) -> Result<ListPage, CosError> {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod crc64;
 pub mod error;
 pub mod retry;
+pub mod sigv4;
 pub mod sse;
 pub mod xml;
 

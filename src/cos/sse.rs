@@ -4,7 +4,9 @@
 //! and SSE-KMS only where an object is written (PUT, Initiate, a Copy destination), never on
 //! GET/HEAD; SSE-C's trio on every request that reads or writes the object's bytes (PUT,
 //! Initiate, Upload Part, GET, HEAD, the Copy destination) and the copy-source trio when an
-//! SSE-C object is the source of a Copy or Upload Part - Copy.
+//! SSE-C object is the source of a Copy or Upload Part - Copy. SSE-C may have several keys (a
+//! rotation, as s3fs's key file allows): the first encrypts what is written, any of them may be
+//! the one an object to read was written with (the client tries them, `CosClient`).
 
 use std::fmt;
 
@@ -78,6 +80,75 @@ impl SseCKey {
     }
 }
 
+/// The SSE-C keys of a mount, never empty: the first encrypts new objects, the others only
+/// read objects written before a rotation. `Debug` shows how many, never a key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SseCKeys(Vec<SseCKey>);
+
+impl fmt::Debug for SseCKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SseCKeys({} key(s), <redacted>)", self.0.len())
+    }
+}
+
+impl From<SseCKey> for SseCKeys {
+    fn from(k: SseCKey) -> Self {
+        SseCKeys(vec![k])
+    }
+}
+
+impl SseCKeys {
+    /// `None` for an empty list.
+    pub fn new(keys: Vec<SseCKey>) -> Option<Self> {
+        (!keys.is_empty()).then_some(SseCKeys(keys))
+    }
+
+    /// Reads a key file: exactly 32 raw bytes (one key), or text with one key a line, as
+    /// s3fs's and cosfs's key files hold them: a line of 32 characters is the key itself, a
+    /// longer one the base64 of 32 bytes; empty lines and lines starting with `#` are skipped.
+    /// The first key is the one new objects get. Errors never quote the contents.
+    pub fn from_file_contents(data: &[u8]) -> Result<Self, String> {
+        if data.len() == 32 {
+            return Ok(SseCKey::from_file_contents(data)?.into());
+        }
+        let text = std::str::from_utf8(data).map_err(|_| {
+            format!(
+                "SSE-C keys must be 32 raw bytes, or one key a line (32 characters, or the base64 of 32 bytes); got {} bytes that are neither",
+                data.len()
+            )
+        })?;
+        let mut keys = Vec::new();
+        for (n, line) in text.lines().map(str::trim).enumerate() {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            keys.push(
+                SseCKey::from_file_contents(line.as_bytes())
+                    .map_err(|e| format!("line {}: {e}", n + 1))?,
+            );
+        }
+        SseCKeys::new(keys).ok_or_else(|| "the SSE-C key file holds no key".to_string())
+    }
+
+    /// The key new objects are encrypted with.
+    pub fn write_key(&self) -> &SseCKey {
+        &self.0[0]
+    }
+
+    /// Key `i` (0 is the write key).
+    pub fn get(&self, i: usize) -> &SseCKey {
+        &self.0[i.min(self.0.len() - 1)]
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// The mount's server-side encryption setting.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Sse {
@@ -90,8 +161,8 @@ pub enum Sse {
         key_id: Option<String>,
         context: Option<String>,
     },
-    /// SSE-C with a customer key.
-    Customer(SseCKey),
+    /// SSE-C with the customer's keys.
+    Customer(SseCKeys),
 }
 
 /// The request kinds whose SSE headers differ (§6 table).
@@ -133,8 +204,27 @@ fn secret_value(s: &Secret) -> HeaderValue {
 }
 
 impl Sse {
-    /// Headers to add to a request of `kind`.
+    /// How many keys an object to read may have been written with (SSE-C rotation; 1 else).
+    pub fn source_keys(&self) -> usize {
+        match self {
+            Sse::Customer(keys) => keys.len(),
+            _ => 1,
+        }
+    }
+
+    /// Headers to add to a request of `kind`, reading an object with the first key.
     pub fn headers(&self, kind: SseRequest) -> Vec<(&'static str, HeaderValue)> {
+        self.headers_reading(kind, 0)
+    }
+
+    /// Headers to add to a request of `kind` whose source object (read by GET, HEAD, or as
+    /// the source of a copy) is to be opened with SSE-C key `source`; what is written always
+    /// gets the first key.
+    pub fn headers_reading(
+        &self,
+        kind: SseRequest,
+        source: usize,
+    ) -> Vec<(&'static str, HeaderValue)> {
         use SseRequest::*;
         let writes_object = matches!(kind, Put | InitiateMultipart | Copy);
         let mut out = Vec::new();
@@ -156,7 +246,11 @@ impl Sse {
                     }
                 }
             }
-            Sse::Customer(key) => {
+            Sse::Customer(keys) => {
+                let key = match kind {
+                    Get | Head => keys.get(source),
+                    _ => keys.write_key(),
+                };
                 if matches!(
                     kind,
                     Put | InitiateMultipart | UploadPart | Get | Head | Copy | UploadPartCopy
@@ -166,12 +260,13 @@ impl Sse {
                     out.push((SSE_C_KEY_MD5, value(key.md5_b64())));
                 }
                 if matches!(kind, Copy | UploadPartCopy) {
+                    let src = keys.get(source);
                     out.push((
                         COPY_SOURCE_SSE_C_ALGORITHM,
                         HeaderValue::from_static("AES256"),
                     ));
-                    out.push((COPY_SOURCE_SSE_C_KEY, secret_value(key.key_b64())));
-                    out.push((COPY_SOURCE_SSE_C_KEY_MD5, value(key.md5_b64())));
+                    out.push((COPY_SOURCE_SSE_C_KEY, secret_value(src.key_b64())));
+                    out.push((COPY_SOURCE_SSE_C_KEY_MD5, value(src.md5_b64())));
                 }
             }
         }
@@ -182,6 +277,42 @@ impl Sse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_files_hold_one_key_or_one_a_line_and_copies_read_with_the_source_key() {
+        let one = SseCKeys::from_file_contents(&[9u8; 32]).unwrap();
+        assert_eq!(one.len(), 1);
+        let text = format!(
+            "# rotated 2026-12\n{}\n\n0123456789abcdef0123456789abcdef\n",
+            B64.encode([1u8; 32])
+        );
+        let keys = SseCKeys::from_file_contents(text.as_bytes()).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.write_key(), &SseCKey::from_bytes(&[1; 32]));
+        assert_eq!(keys.get(1).md5_b64(), "hRasmdxgYDKV3nvbahU1MA==");
+        assert!(SseCKeys::from_file_contents(b"# nothing\n").is_err());
+        assert!(SseCKeys::from_file_contents(b"too short\n").is_err());
+        assert!(!format!("{keys:?}").contains("MDEy"));
+        let sse = Sse::Customer(keys);
+        let md5 = |h: &[(&str, HeaderValue)], name| {
+            h.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+                .unwrap()
+        };
+        let read_old = sse.headers_reading(SseRequest::Get, 1);
+        assert_eq!(md5(&read_old, SSE_C_KEY_MD5), "hRasmdxgYDKV3nvbahU1MA==");
+        let copy = sse.headers_reading(SseRequest::Copy, 1);
+        assert_eq!(
+            md5(&copy, COPY_SOURCE_SSE_C_KEY_MD5),
+            "hRasmdxgYDKV3nvbahU1MA=="
+        );
+        assert_eq!(
+            md5(&copy, SSE_C_KEY_MD5),
+            SseCKey::from_bytes(&[1; 32]).md5_b64(),
+            "what is written gets the first key"
+        );
+    }
 
     fn names(sse: &Sse, kind: SseRequest) -> Vec<&'static str> {
         sse.headers(kind).into_iter().map(|(n, _)| n).collect()
@@ -222,7 +353,7 @@ mod tests {
 
     #[test]
     fn sse_c_everywhere_the_bytes_are() {
-        let sse = Sse::Customer(SseCKey::from_bytes(&[7; 32]));
+        let sse = Sse::Customer(SseCKey::from_bytes(&[7; 32]).into());
         for kind in [
             SseRequest::Put,
             SseRequest::Get,

@@ -43,6 +43,7 @@ impl Filesystem {
             part_size: self.cfg.part_size,
             cache_dir: self.cfg.cache_dir.clone(),
             tail_memory: self.tail_memory.clone(),
+            data_cache: self.cfg.data_cache.clone(),
         }
     }
 
@@ -395,12 +396,15 @@ impl Filesystem {
             let Some(version) = r.version.clone() else {
                 return Ok(Bytes::new());
             };
-            r.prefetcher = Some(Prefetcher::new(
-                self.client.clone(),
-                version,
-                self.cfg.prefetch.clone(),
-                self.prefetch_memory.clone(),
-            ));
+            r.prefetcher = Some(
+                Prefetcher::new(
+                    self.client.clone(),
+                    version,
+                    self.cfg.prefetch.clone(),
+                    self.prefetch_memory.clone(),
+                )
+                .with_cache(self.cfg.data_cache.clone()),
+            );
         }
         r.prefetcher
             .as_mut()
@@ -489,6 +493,9 @@ impl Filesystem {
             }
         };
         if let Some(c) = committed {
+            if let (Some(cache), Some(w)) = (&self.cfg.data_cache, st.writer.as_ref()) {
+                w.fill_cache(cache.clone(), &c);
+            }
             st.committed(Version {
                 key: key.clone(),
                 etag: c.etag.clone(),

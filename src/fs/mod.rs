@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod attrs;
+pub mod data_cache;
 pub mod dir;
 pub mod error;
 mod handles;
@@ -76,6 +77,8 @@ pub struct FsConfig {
     pub fast_listing: bool,
     /// Extended attributes are stored (`x-cos-meta-xattr`); off with `--no-xattr` (ENOTSUP).
     pub xattrs: bool,
+    /// The local data cache (`--data-cache DIR`), opened by the mount.
+    pub data_cache: Option<Arc<data_cache::DataCache>>,
 }
 
 impl Default for FsConfig {
@@ -100,6 +103,7 @@ impl Default for FsConfig {
             read_only: false,
             fast_listing: false,
             xattrs: true,
+            data_cache: None,
         }
     }
 }
@@ -407,6 +411,9 @@ impl Filesystem {
             } else {
                 self.releasedir(fh);
             }
+        }
+        if let Some(c) = &self.cfg.data_cache {
+            c.close();
         }
     }
 }

@@ -286,6 +286,9 @@ impl Filesystem {
             .delete_object(&key)
             .await
             .map_err(FsError::Cos)?;
+        if let Some(c) = &self.cfg.data_cache {
+            c.forget_key(&key);
+        }
         self.learn(&key, None);
         self.inodes.lock().detach(parent, name);
         self.touch_parent(&key);

@@ -17,6 +17,22 @@ impl RangeSet {
         self.map.is_empty()
     }
 
+    /// The ranges within `[start, end)`, in order.
+    pub fn within(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut pos = start;
+        for (s, e) in self.gaps(start, end) {
+            if pos < s {
+                out.push((pos, s));
+            }
+            pos = e;
+        }
+        if pos < end {
+            out.push((pos, end));
+        }
+        out
+    }
+
     pub fn insert(&mut self, start: u64, end: u64) {
         if start >= end {
             return;

@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::data_cache::{self, DataCache};
 use super::error::{FsError, FsResult};
 use crate::cos::{GetObject, ObjectClient};
 
@@ -74,6 +75,8 @@ pub struct Prefetcher {
     cfg: PrefetchConfig,
     memory: Arc<Semaphore>,
     chunks: VecDeque<Chunk>,
+    /// Where fetched blocks are kept, and looked for first (`--data-cache`).
+    cache: Option<Arc<DataCache>>,
     window: u64,
     /// End of the last chunk queued.
     next_fetch: u64,
@@ -91,9 +94,11 @@ fn kib(n: u64) -> u32 {
     n.div_ceil(1024).min(u32::MAX as u64) as u32
 }
 
-/// Fetches `[start, end)` of a pinned version.
+/// Fetches `[start, end)` of a pinned version: from the data cache when it holds the range,
+/// else from COS (the whole blocks fetched then go into the cache).
 pub async fn fetch_range(
     client: &dyn ObjectClient,
+    cache: Option<&DataCache>,
     version: &Version,
     start: u64,
     end: u64,
@@ -101,6 +106,33 @@ pub async fn fetch_range(
     if start >= end {
         return Ok(Bytes::new());
     }
+    if let Some(c) = cache {
+        let hit = tokio::task::block_in_place(|| {
+            c.get(&version.key, &version.etag, version.size, start, end)
+        });
+        if let Some(data) = hit {
+            return Ok(data);
+        }
+    }
+    let body = fetch_from_cos(client, version, start, end).await?;
+    if let Some(c) = cache {
+        c.put_later(
+            &version.key,
+            &version.etag,
+            version.size,
+            start,
+            body.clone(),
+        );
+    }
+    Ok(body)
+}
+
+async fn fetch_from_cos(
+    client: &dyn ObjectClient,
+    version: &Version,
+    start: u64,
+    end: u64,
+) -> FsResult<Bytes> {
     let (_, body) = client
         .get_object_bytes(
             GetObject::new(version.key.clone())
@@ -129,6 +161,7 @@ impl Prefetcher {
             cfg,
             memory,
             chunks: VecDeque::new(),
+            cache: None,
             window,
             next_fetch: 0,
             last_end: 0,
@@ -138,6 +171,12 @@ impl Prefetcher {
 
     pub fn version(&self) -> &Version {
         &self.version
+    }
+
+    /// Reads through the data cache (and fills it).
+    pub fn with_cache(mut self, cache: Option<Arc<DataCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     fn queued_start(&self) -> Option<u64> {
@@ -159,7 +198,10 @@ impl Prefetcher {
     fn spawn_chunk(&mut self, start: u64, end: u64, permit: OwnedSemaphorePermit) {
         let client = self.client.clone();
         let version = self.version.clone();
-        let task = tokio::spawn(async move { fetch_range(&*client, &version, start, end).await });
+        let cache = self.cache.clone();
+        let task = tokio::spawn(async move {
+            fetch_range(&*client, cache.as_deref(), &version, start, end).await
+        });
         self.chunks.push_back(Chunk {
             start,
             end,
@@ -191,7 +233,11 @@ impl Prefetcher {
             } else {
                 self.chunk_len()
             };
-            let end = (start + len).min(size);
+            let mut end = (start + len).min(size);
+            if self.cache.is_some() {
+                // Chunks end on block boundaries, so that each fills whole blocks of the cache.
+                end = end.next_multiple_of(data_cache::BLOCK).min(size);
+            }
             let permit = self
                 .memory
                 .clone()
@@ -226,7 +272,14 @@ impl Prefetcher {
                 // A random read: fetch exactly what was asked, no prefetch.
                 self.last_end = end;
                 self.next_fetch = end;
-                return fetch_range(&*self.client, &self.version, offset, end).await;
+                return fetch_range(
+                    &*self.client,
+                    self.cache.as_deref(),
+                    &self.version,
+                    offset,
+                    end,
+                )
+                .await;
             }
         } else if offset == self.last_end && offset > 0 {
             self.window = (self.window * 2).min(self.cfg.max_window);

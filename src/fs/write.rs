@@ -194,6 +194,8 @@ pub struct WriteConfig {
     pub cache_dir: PathBuf,
     /// Memory the mount lends to the tails of sequential writers (see `Tail`), in KiB.
     pub tail_memory: Arc<Semaphore>,
+    /// The data cache (`--data-cache`): base ranges are looked for there first.
+    pub data_cache: Option<Arc<super::data_cache::DataCache>>,
 }
 
 /// Memory a mount lends to the tails of sequential writers (`Tail`); the parts they hand to
@@ -797,7 +799,13 @@ impl WriteHandle {
                 let mut pos = gs;
                 while pos < ge {
                     let chunk_end = (pos + (8 << 20)).min(ge);
-                    let data = fetch_range(&*self.client, &base.version, pos, chunk_end)
+                    let data = fetch_range(
+                        &*self.client,
+                        self.cfg.data_cache.as_deref(),
+                        &base.version,
+                        pos,
+                        chunk_end,
+                    )
                         .await
                         .inspect_err(|e| {
                             log::warn!(
@@ -940,6 +948,48 @@ impl WriteHandle {
             );
         }
         Ok(())
+    }
+
+    /// After a commit (`c`): gives the data cache the bytes of the committed object this handle
+    /// holds (in memory, or in the staging file), in the background, so the file just written
+    /// is read again without a download.
+    pub fn fill_cache(&self, cache: Arc<super::data_cache::DataCache>, c: &Committed) {
+        let (key, etag, size) = (self.key.clone(), c.etag.clone(), c.size);
+        if let Some(t) = self
+            .tail
+            .as_ref()
+            .filter(|t| t.start == 0 && t.end() == size)
+        {
+            let data = Bytes::copy_from_slice(t.bytes());
+            tokio::task::spawn_blocking(move || cache.put(&key, &etag, size, 0, &data));
+            return;
+        }
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        let mut ranges = self.present.within(0, size.min(self.size));
+        if let Some(t) = &self.tail {
+            // What waits in memory is not in the staging file.
+            ranges.retain(|&(s, _)| s < t.start);
+            for r in ranges.iter_mut() {
+                r.1 = r.1.min(t.start);
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            use super::data_cache::BLOCK;
+            for (s, e) in ranges {
+                let mut pos = s.next_multiple_of(BLOCK);
+                while pos < e {
+                    let end = (pos + 8 * BLOCK).min(e);
+                    let mut buf = vec![0u8; (end - pos) as usize];
+                    if file.read_exact_at(&mut buf, pos).is_err() {
+                        return;
+                    }
+                    cache.put(&key, &etag, size, pos, &buf);
+                    pos = end;
+                }
+            }
+        });
     }
 
     /// The user metadata the next commit would store, as of now.

@@ -1,0 +1,638 @@
+//! The local data cache (`--data-cache DIR`): blocks of objects read or written through the
+//! mount, kept on local disk so repeated reads (and reads after a remount) need no GET.
+//!
+//! - Entries are keyed by object key and ETag, so a changed object never serves old bytes: a
+//!   new version is a new entry, and the old one of the same key is dropped when the new one
+//!   is seen.
+//! - Each object is one sparse file (`<id>.data`, the object's bytes at their offsets, holes
+//!   where blocks are missing) and a journal (`<id>.meta`: a header line with the key, ETag and
+//!   size, then a line per stored block with its CRC-64, and `-N` for an evicted one). A block is
+//!   checked against its CRC-64 every time it is read: a damaged or truncated block is dropped
+//!   and fetched again, never returned.
+//! - The cache is bounded (`--max-cache-size`); the least recently used blocks go first (their
+//!   range of the data file is punched out).
+//! - The cache survives a remount: the journals are read back at start.
+//! - One mount at a time: `DIR/lock` is held (flock) for the mount's life; a second mount on the
+//!   same directory is refused at start with one line.
+//! - A read never fails because of the cache: any error of the cache (a full disk, the directory
+//!   removed) makes the read go to COS, with one warning.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::cos::crc64;
+
+/// Bytes per block: what is stored, checked and evicted as one.
+pub const BLOCK: u64 = 1 << 20;
+/// The journal format (the first word of the header line).
+const FORMAT: &str = "cosmount-cache-v1";
+/// The default bound: at most this, and at most a tenth of the free space where the cache is,
+/// so a small disk is never filled.
+const DEFAULT_MAX: u64 = 5 << 30;
+
+/// An object version: the cache's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ObjectId {
+    key: String,
+    etag: String,
+}
+
+impl ObjectId {
+    /// The name of its files: a hash of key and ETag (keys can be any UTF-8 up to 850 bytes).
+    fn file_stem(&self) -> String {
+        use sha1::{Digest, Sha1};
+        let mut h = Sha1::new();
+        h.update(self.key.as_bytes());
+        h.update([0]);
+        h.update(self.etag.as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+struct Entry {
+    stem: String,
+    size: u64,
+    /// The CRC-64 of each stored block (`None`: not stored).
+    blocks: Vec<Option<u64>>,
+}
+
+impl Entry {
+    fn block_len(&self, i: u64) -> u64 {
+        BLOCK.min(self.size - i * BLOCK)
+    }
+}
+
+struct Index {
+    objects: HashMap<ObjectId, Entry>,
+    /// The versions of each key (normally one).
+    by_key: HashMap<String, Vec<ObjectId>>,
+    /// Blocks by recency of use.
+    lru: lru::LruCache<(ObjectId, u64), ()>,
+    used: u64,
+    /// Bytes that `put`s made room for and are writing (counted against the bound, so that
+    /// writes at the same time cannot together pass it).
+    reserved: u64,
+}
+
+/// Fetched ranges waiting for the writer thread (`put_later`); a read that finds the queue
+/// full waits for room (writing to local disk is faster than reading from COS, so this only
+/// bounds memory).
+const QUEUE: usize = 16;
+
+/// Bytes of an object to store: key, ETag, size, offset, the bytes.
+type Job = (String, String, u64, u64, Bytes);
+
+pub struct DataCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    index: Mutex<Index>,
+    /// To the thread that stores what reads fetched, off their path.
+    writer: Mutex<Option<std::sync::mpsc::SyncSender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held (flock) for the mount's life.
+    _lock: File,
+    /// A failure of the cache was logged once already.
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for DataCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataCache")
+            .field("dir", &self.dir)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Free bytes of the file system holding `dir`.
+fn free_space(dir: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail * s.f_frsize)
+}
+
+/// Removes `[offset, offset + len)` of `file`'s blocks from the disk (the file keeps its size).
+fn punch(file: &File, offset: u64, len: u64) {
+    let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+    if let Err(e) = rustix::fs::fallocate(file, flags, offset, len) {
+        log::debug!("data cache: cannot free a block: {e}");
+    }
+}
+
+impl DataCache {
+    /// Opens (or makes) the cache in `dir`, bounded to `max_bytes` (`None`: the default),
+    /// reading back what an earlier mount left. Errors are one line for the user.
+    pub fn open(dir: &Path, max_bytes: Option<u64>) -> Result<Arc<Self>, String> {
+        let objects_dir = dir.join("v1");
+        std::fs::create_dir_all(&objects_dir)
+            .map_err(|e| format!("cannot create the data cache {}: {e}", dir.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(|e| format!("cannot use the data cache {}: {e}", dir.display()))?;
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(format!(
+                "the data cache {} is in use by another mount; give each mount its own --data-cache",
+                dir.display()
+            ));
+        }
+        let max_bytes = max_bytes.unwrap_or_else(|| {
+            let free = free_space(dir).unwrap_or(DEFAULT_MAX * 10);
+            DEFAULT_MAX.min(free / 10)
+        });
+        let cache = DataCache {
+            dir: objects_dir,
+            max_bytes,
+            index: Mutex::new(Index {
+                objects: HashMap::new(),
+                by_key: HashMap::new(),
+                lru: lru::LruCache::unbounded(),
+                used: 0,
+                reserved: 0,
+            }),
+            _lock: lock,
+            warned: AtomicBool::new(false),
+            writer: Mutex::new(None),
+            writer_thread: Mutex::new(None),
+        };
+        cache.load();
+        cache.evict(&mut cache.index.lock(), 0, None);
+        let cache = Arc::new(cache);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
+        let weak = Arc::downgrade(&cache);
+        let thread = std::thread::Builder::new()
+            .name("data-cache".into())
+            .spawn(move || {
+                while let Ok((key, etag, size, offset, data)) = rx.recv() {
+                    let Some(c) = weak.upgrade() else {
+                        break;
+                    };
+                    c.put(&key, &etag, size, offset, &data);
+                }
+            })
+            .map_err(|e| format!("cannot start the data cache's writer: {e}"))?;
+        *cache.writer.lock() = Some(tx);
+        *cache.writer_thread.lock() = Some(thread);
+        Ok(cache)
+    }
+
+    /// Stores bytes like `put`, on the cache's own thread: the caller (a read) does not wait
+    /// for the disk, only, when the queue is full, for room in it.
+    pub fn put_later(&self, key: &str, etag: &str, size: u64, offset: u64, data: Bytes) {
+        let Some(tx) = self.writer.lock().clone() else {
+            return;
+        };
+        let job = (key.to_string(), etag.to_string(), size, offset, data);
+        if let Err(std::sync::mpsc::TrySendError::Full(job)) = tx.try_send(job) {
+            let _ = tokio::task::block_in_place(|| tx.send(job));
+        }
+    }
+
+    /// Stores what is queued and stops the writer (at unmount).
+    pub fn close(&self) {
+        self.writer.lock().take();
+        if let Some(t) = self.writer_thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Bytes of blocks held now.
+    pub fn used_bytes(&self) -> u64 {
+        self.index.lock().used
+    }
+
+    fn data_path(&self, stem: &str) -> PathBuf {
+        self.dir.join(format!("{stem}.data"))
+    }
+
+    fn meta_path(&self, stem: &str) -> PathBuf {
+        self.dir.join(format!("{stem}.meta"))
+    }
+
+    /// Logs a failure of the cache once; the mount goes on without it for that request.
+    fn warn(&self, what: &str, e: impl std::fmt::Display) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "data cache {}: {what}: {e}; reading from COS instead (further cache errors are logged at debug level)",
+                self.dir.display()
+            );
+        } else {
+            log::debug!("data cache: {what}: {e}");
+        }
+    }
+
+    /// Reads back the journals of an earlier mount.
+    fn load(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut found: Vec<(std::time::SystemTime, ObjectId, u64)> = Vec::new();
+        let mut idx = self.index.lock();
+        for e in dir.flatten() {
+            let path = e.path();
+            if path.extension().is_none_or(|x| x != "meta") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let mut lines = text.lines();
+            let header: Option<(String, String, u64)> = lines.next().and_then(|h| {
+                let v: serde_json::Value = serde_json::from_str(h).ok()?;
+                (v["format"] == FORMAT).then_some(())?;
+                Some((
+                    v["key"].as_str()?.to_string(),
+                    v["etag"].as_str()?.to_string(),
+                    v["size"].as_u64()?,
+                ))
+            });
+            let Some((key, etag, size)) = header else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let id = ObjectId { key, etag };
+            let stem = id.file_stem();
+            let n = size.div_ceil(BLOCK) as usize;
+            let mut blocks = vec![None; n];
+            for l in lines {
+                if let Some(i) = l.strip_prefix('-').and_then(|i| i.parse::<usize>().ok()) {
+                    if i < n {
+                        blocks[i] = None;
+                    }
+                } else if let Some((i, crc)) = l.split_once(' ')
+                    && let (Ok(i), Ok(crc)) = (i.parse::<usize>(), crc.parse::<u64>())
+                    && i < n
+                {
+                    blocks[i] = Some(crc);
+                }
+            }
+            let mtime = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            let entry = Entry { stem, size, blocks };
+            for (i, b) in entry.blocks.iter().enumerate() {
+                if b.is_some() {
+                    idx.used += entry.block_len(i as u64);
+                    found.push((mtime, id.clone(), i as u64));
+                }
+            }
+            idx.by_key
+                .entry(id.key.clone())
+                .or_default()
+                .push(id.clone());
+            idx.objects.insert(id, entry);
+        }
+        // The journals' times give the order of use, roughly: the oldest go first.
+        found.sort_by_key(|(t, ..)| *t);
+        for (_, id, i) in found {
+            idx.lru.put((id, i), ());
+        }
+    }
+
+    /// The entry of `key`@`etag` (made when `create`), dropping the key's other versions.
+    fn entry<'a>(
+        &self,
+        idx: &'a mut Index,
+        key: &str,
+        etag: &str,
+        size: u64,
+        create: bool,
+    ) -> Option<&'a mut Entry> {
+        let id = ObjectId {
+            key: key.to_string(),
+            etag: etag.to_string(),
+        };
+        if !idx.objects.contains_key(&id) {
+            if !create {
+                return None;
+            }
+            // A new version of the key: the old ones will never be read again.
+            for old in idx.by_key.remove(key).unwrap_or_default() {
+                self.drop_object(idx, &old);
+            }
+            let stem = id.file_stem();
+            let header = serde_json::json!({
+                "format": FORMAT, "key": key, "etag": etag, "size": size,
+            });
+            let made = File::create(self.data_path(&stem))
+                .and_then(|f| f.set_len(size))
+                .and_then(|_| std::fs::write(self.meta_path(&stem), format!("{header}\n")));
+            if let Err(e) = made {
+                self.warn("cannot make an entry", e);
+                return None;
+            }
+            idx.by_key
+                .entry(key.to_string())
+                .or_default()
+                .push(id.clone());
+            idx.objects.insert(
+                id.clone(),
+                Entry {
+                    stem,
+                    size,
+                    blocks: vec![None; size.div_ceil(BLOCK) as usize],
+                },
+            );
+        }
+        idx.objects.get_mut(&id).filter(|e| e.size == size)
+    }
+
+    fn drop_object(&self, idx: &mut Index, id: &ObjectId) {
+        if let Some(e) = idx.objects.remove(id) {
+            for (i, b) in e.blocks.iter().enumerate() {
+                if b.is_some() {
+                    idx.used -= e.block_len(i as u64);
+                    idx.lru.pop(&(id.clone(), i as u64));
+                }
+            }
+            let _ = std::fs::remove_file(self.data_path(&e.stem));
+            let _ = std::fs::remove_file(self.meta_path(&e.stem));
+        }
+    }
+
+    /// Appends a line to an entry's journal.
+    fn journal(&self, stem: &str, line: &str) -> std::io::Result<()> {
+        let mut f = OpenOptions::new().append(true).open(self.meta_path(stem))?;
+        f.write_all(line.as_bytes())
+    }
+
+    /// Bytes `[start, end)` of `key`@`etag` (an object of `size` bytes) when every block of the
+    /// range is cached and intact. A damaged block is dropped (and `None` returned: the caller
+    /// fetches the range from COS).
+    pub fn get(&self, key: &str, etag: &str, size: u64, start: u64, end: u64) -> Option<Bytes> {
+        let end = end.min(size);
+        if start >= end {
+            return None;
+        }
+        let (first, last) = (start / BLOCK, (end - 1) / BLOCK);
+        let (stem, crcs) = {
+            let mut idx = self.index.lock();
+            let e = self.entry(&mut idx, key, etag, size, false)?;
+            let crcs: Option<Vec<u64>> = (first..=last).map(|i| e.blocks[i as usize]).collect();
+            let stem = e.stem.clone();
+            let crcs = crcs?;
+            let id = ObjectId {
+                key: key.to_string(),
+                etag: etag.to_string(),
+            };
+            for i in first..=last {
+                idx.lru.promote(&(id.clone(), i));
+            }
+            (stem, crcs)
+        };
+        let file = match File::open(self.data_path(&stem)) {
+            Ok(f) => f,
+            Err(e) => {
+                self.warn("cannot open a cached object", e);
+                self.forget_blocks(key, etag, first..=last);
+                return None;
+            }
+        };
+        let span_start = first * BLOCK;
+        let span_end = ((last + 1) * BLOCK).min(size);
+        let mut buf = vec![0u8; (span_end - span_start) as usize];
+        if let Err(e) = file.read_exact_at(&mut buf, span_start) {
+            self.warn("cannot read a cached object", e);
+            self.forget_blocks(key, etag, first..=last);
+            return None;
+        }
+        for (n, i) in (first..=last).enumerate() {
+            let s = ((i - first) * BLOCK) as usize;
+            let e = (s + BLOCK as usize).min(buf.len());
+            if crc64::checksum(&buf[s..e]) != crcs[n] {
+                log::warn!("data cache: block {i} of {key} is damaged; fetching it again");
+                self.forget_blocks(key, etag, i..=i);
+                return None;
+            }
+        }
+        let buf = Bytes::from(buf);
+        Some(buf.slice((start - span_start) as usize..(end - span_start) as usize))
+    }
+
+    fn forget_blocks(&self, key: &str, etag: &str, blocks: std::ops::RangeInclusive<u64>) {
+        let mut idx = self.index.lock();
+        let id = ObjectId {
+            key: key.to_string(),
+            etag: etag.to_string(),
+        };
+        let Some(e) = idx.objects.get_mut(&id) else {
+            return;
+        };
+        let mut freed = 0;
+        let stem = e.stem.clone();
+        for i in blocks {
+            if e.blocks.get(i as usize).copied().flatten().is_some() {
+                e.blocks[i as usize] = None;
+                freed += e.block_len(i);
+                let _ = self.journal(&stem, &format!("-{i}\n"));
+            }
+        }
+        idx.used -= freed;
+    }
+
+    /// Stores `data`, bytes of `key`@`etag` (an object of `size` bytes) from `offset`: the
+    /// whole blocks it holds (and the last, shorter block of the object).
+    pub fn put(&self, key: &str, etag: &str, size: u64, offset: u64, data: &[u8]) {
+        let first = offset.div_ceil(BLOCK);
+        let end = offset + data.len() as u64;
+        let mut blocks = Vec::new();
+        let mut i = first;
+        while i * BLOCK < end.min(size) {
+            let (s, e) = (i * BLOCK, ((i + 1) * BLOCK).min(size));
+            if e > end {
+                break;
+            }
+            blocks.push((i, &data[(s - offset) as usize..(e - offset) as usize]));
+            i += 1;
+        }
+        if blocks.is_empty() {
+            return;
+        }
+        let new: u64 = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+        if new > self.max_bytes {
+            return;
+        }
+        let id = ObjectId {
+            key: key.to_string(),
+            etag: etag.to_string(),
+        };
+        let stem = {
+            let mut idx = self.index.lock();
+            let Some(e) = self.entry(&mut idx, key, etag, size, true) else {
+                return;
+            };
+            blocks.retain(|(i, _)| e.blocks[*i as usize].is_none());
+            let stem = e.stem.clone();
+            let new: u64 = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+            self.evict(&mut idx, new, Some(&id));
+            idx.reserved += new;
+            stem
+        };
+        let mut pending: u64 = blocks.iter().map(|(_, b)| b.len() as u64).sum();
+        let file = OpenOptions::new().write(true).open(self.data_path(&stem));
+        let failure = match file {
+            Err(e) => Some(("cannot write a cached object", e)),
+            Ok(file) => blocks.into_iter().find_map(|(i, b)| {
+                let crc = crc64::checksum(b);
+                // No fsync: a block whose bytes did not reach the disk before a crash fails its
+                // CRC-64 when read, and is fetched again.
+                let stored = file
+                    .write_all_at(b, i * BLOCK)
+                    .and_then(|_| self.journal(&stem, &format!("{i} {crc}\n")));
+                if let Err(e) = stored {
+                    // A full disk, most likely: punch what may have landed and stop caching.
+                    punch(&file, i * BLOCK, b.len() as u64);
+                    return Some(("cannot store a block", e));
+                }
+                let len = b.len() as u64;
+                pending -= len;
+                let mut idx = self.index.lock();
+                idx.reserved -= len;
+                if let Some(e) = idx.objects.get_mut(&id)
+                    && e.blocks[i as usize].is_none()
+                {
+                    e.blocks[i as usize] = Some(crc);
+                    idx.used += len;
+                    idx.lru.put((id.clone(), i), ());
+                }
+                None
+            }),
+        };
+        self.index.lock().reserved -= pending;
+        if let Some((what, e)) = failure {
+            self.warn(what, e);
+        }
+    }
+
+    /// Makes room for `incoming` bytes: evicts the least recently used blocks until everything
+    /// fits the bound.
+    /// `keep`, the object being stored, loses blocks but not its files.
+    fn evict(&self, idx: &mut Index, incoming: u64, keep: Option<&ObjectId>) {
+        while idx.used + idx.reserved + incoming > self.max_bytes {
+            let Some(((id, i), ())) = idx.lru.pop_lru() else {
+                break;
+            };
+            let Some(e) = idx.objects.get_mut(&id) else {
+                continue;
+            };
+            if e.blocks[i as usize].take().is_none() {
+                continue;
+            }
+            let len = e.block_len(i);
+            let stem = e.stem.clone();
+            let whole_object_gone = e.blocks.iter().all(Option::is_none) && keep != Some(&id);
+            idx.used -= len;
+            if whole_object_gone {
+                self.drop_object(idx, &id);
+                if let Some(v) = idx.by_key.get_mut(&id.key) {
+                    v.retain(|x| x != &id);
+                }
+            } else {
+                if let Ok(f) = OpenOptions::new().write(true).open(self.data_path(&stem)) {
+                    punch(&f, i * BLOCK, len);
+                }
+                let _ = self.journal(&stem, &format!("-{i}\n"));
+            }
+        }
+    }
+
+    /// The data file of `key`@`etag` when every block of it is cached and intact (for FUSE
+    /// passthrough), opened for reading.
+    pub fn complete_file(&self, key: &str, etag: &str, size: u64) -> Option<File> {
+        let stem = {
+            let mut idx = self.index.lock();
+            let e = self.entry(&mut idx, key, etag, size, false)?;
+            if e.blocks.iter().any(Option::is_none) {
+                return None;
+            }
+            e.stem.clone()
+        };
+        // Every block is checked before the kernel reads the file without us.
+        self.get(key, etag, size, 0, size)?;
+        File::open(self.data_path(&stem)).ok()
+    }
+
+    /// Drops every cached version of `key` (removed or replaced by this mount).
+    pub fn forget_key(&self, key: &str) {
+        let mut idx = self.index.lock();
+        for id in idx.by_key.remove(key).unwrap_or_default() {
+            self.drop_object(&mut idx, &id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    #[test]
+    fn blocks_round_trip_are_checked_evicted_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 3 * BLOCK + 100;
+        let data = bytes(size as usize, 1);
+        {
+            let c = DataCache::open(dir.path(), Some(10 * BLOCK)).unwrap();
+            assert!(
+                DataCache::open(dir.path(), None).is_err(),
+                "one mount at a time"
+            );
+            assert_eq!(c.get("k", "e1", size, 0, 10), None);
+            c.put("k", "e1", size, 0, &data);
+            assert_eq!(c.used_bytes(), size);
+            assert_eq!(
+                c.get("k", "e1", size, 5, 2 * BLOCK + 7).as_deref(),
+                Some(&data[5..(2 * BLOCK + 7) as usize])
+            );
+            assert!(c.complete_file("k", "e1", size).is_some());
+            // Another version of the key replaces it.
+            assert_eq!(c.get("k", "e2", size, 0, 10), None);
+        }
+        let c = DataCache::open(dir.path(), Some(10 * BLOCK)).unwrap();
+        assert_eq!(
+            c.get("k", "e1", size, 3 * BLOCK, size).as_deref(),
+            Some(&data[(3 * BLOCK) as usize..]),
+            "read back after a reopen"
+        );
+        // A damaged block is detected and dropped, never returned.
+        let stem = ObjectId {
+            key: "k".into(),
+            etag: "e1".into(),
+        }
+        .file_stem();
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("v1").join(format!("{stem}.data")))
+            .unwrap();
+        f.write_all_at(b"garbage", BLOCK + 3).unwrap();
+        assert_eq!(c.get("k", "e1", size, BLOCK, BLOCK + 10), None);
+        assert_eq!(c.get("k", "e1", size, 0, 10).as_deref(), Some(&data[..10]));
+        assert!(c.complete_file("k", "e1", size).is_none());
+        // The bound holds: the least recently used blocks go.
+        let other = bytes((8 * BLOCK) as usize, 2);
+        c.put("other", "x", 8 * BLOCK, 0, &other);
+        assert!(c.used_bytes() <= 10 * BLOCK, "{}", c.used_bytes());
+        assert!(c.get("other", "x", 8 * BLOCK, 0, 8 * BLOCK).is_some());
+        c.forget_key("other");
+        assert_eq!(c.get("other", "x", 8 * BLOCK, 0, 1), None);
+    }
+}

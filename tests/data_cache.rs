@@ -1,0 +1,191 @@
+//! The local data cache (`--data-cache DIR`) through real mounts: repeated reads and reads
+//! after a remount need no GET, files just written enter it without a download, a changed
+//! object never serves old bytes, a damaged block is fetched again, the bound holds, a full
+//! disk or a removed directory only makes reads go to COS, and one cache directory serves one
+//! mount at a time.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::mount::Mount;
+use common::{TestEmulator, pattern, sdk_ok};
+
+const MIB: usize = 1 << 20;
+
+/// Drops the kernel's page cache (the tests run as root), so a read goes to the mount.
+fn drop_page_cache() {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("root drops the page cache");
+}
+
+fn cache_args(dir: &Path) -> Vec<String> {
+    vec![
+        "--data-cache".into(),
+        dir.to_str().unwrap().into(),
+        "--metadata-ttl".into(),
+        "0s".into(),
+    ]
+}
+
+fn start(emu: &TestEmulator, dir: &Path, extra: &[&str]) -> Mount {
+    let mut args = cache_args(dir);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Mount::start(emu, &refs)
+}
+
+fn put_external(emu: &TestEmulator, key: &str, data: &[u8]) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), data).unwrap();
+    sdk_ok(emu, &["put", key, f.path().to_str().unwrap()]);
+}
+
+#[test]
+fn repeated_reads_and_remounts_need_no_get() {
+    let emu = TestEmulator::start();
+    let cache = tempfile::tempdir().unwrap();
+    let big = pattern(20 * MIB + 123, 1);
+    put_external(&emu, "big", &big);
+    let mut m = start(&emu, cache.path(), &[]);
+    assert!(std::fs::read(m.join("big")).unwrap() == big);
+    // Written through the mount: the staging file fills the cache, no download needed.
+    let written = pattern(9 * MIB + 7, 2);
+    std::fs::write(m.join("written"), &written).unwrap();
+    m.unmount();
+    drop_page_cache();
+    let gets = emu.op_count("get");
+    let m = start(&emu, cache.path(), &[]);
+    assert!(
+        std::fs::read(m.join("big")).unwrap() == big,
+        "after a remount"
+    );
+    assert!(std::fs::read(m.join("written")).unwrap() == written);
+    assert_eq!(
+        emu.op_count("get"),
+        gets,
+        "every byte came from the data cache"
+    );
+}
+
+#[test]
+fn a_changed_object_never_serves_old_bytes_and_a_damaged_block_is_fetched_again() {
+    let emu = TestEmulator::start();
+    let cache = tempfile::tempdir().unwrap();
+    put_external(&emu, "f", &pattern(3 * MIB, 1));
+    let m = start(&emu, cache.path(), &[]);
+    assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 1));
+    // Another client replaces it: the next open reads the new version.
+    put_external(&emu, "f", &pattern(3 * MIB, 2));
+    drop_page_cache();
+    assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 2));
+    // Damage every cached data file; reads still return the right bytes.
+    for e in std::fs::read_dir(cache.path().join("v1")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "data") {
+            let mut bytes = std::fs::read(&p).unwrap();
+            for b in bytes.iter_mut().skip(1000).step_by(MIB) {
+                *b ^= 0xff;
+            }
+            std::fs::write(&p, bytes).unwrap();
+        }
+    }
+    drop_page_cache();
+    let gets = emu.op_count("get");
+    assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 2));
+    assert!(
+        emu.op_count("get") > gets,
+        "the damaged blocks were fetched again"
+    );
+    assert!(m.log_text().contains("damaged"), "{}", m.log_text());
+}
+
+#[test]
+fn the_bound_holds_and_the_cache_is_one_mounts() {
+    let emu = TestEmulator::start();
+    let cache = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        put_external(&emu, &format!("f{i}"), &pattern(10 * MIB, i));
+    }
+    let m = start(&emu, cache.path(), &["--max-cache-size", "16M"]);
+    for i in 0..4 {
+        assert!(std::fs::read(m.join(&format!("f{i}"))).unwrap() == pattern(10 * MIB, i));
+    }
+    let out = Command::new("du")
+        .args(["-sk"])
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    let kib: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(kib <= 17 * 1024, "the cache holds {kib} KiB, bound 16 MiB");
+    // A second mount on the same cache directory is refused with one line.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(common::mount::cosmount_bin())
+        .arg(&emu.config.buckets[0])
+        .arg(other.path())
+        .args(["--endpoint", &emu.endpoint(), "--foreground"])
+        .arg("--data-cache")
+        .arg(cache.path())
+        .env("COS_SECRET_ID", &emu.config.secret_id)
+        .env("COS_SECRET_KEY", emu.config.secret_key.expose())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("in use by another mount"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// A tmpfs of a few MiB as the cache directory: the cache fills the disk.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn new() -> Self {
+        let d = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+            .arg(d.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a small tmpfs (the tests run as root)");
+        SmallDisk(d)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_or_a_removed_cache_only_sends_reads_to_cos() {
+    let emu = TestEmulator::start();
+    let big = pattern(12 * MIB, 4);
+    put_external(&emu, "big", &big);
+    let disk = SmallDisk::new();
+    // The bound is above what the disk holds: writes to the cache fail once it is full.
+    let m = start(&emu, disk.0.path(), &["--max-cache-size", "64M"]);
+    assert!(std::fs::read(m.join("big")).unwrap() == big);
+    drop_page_cache();
+    assert!(std::fs::read(m.join("big")).unwrap() == big, "read again");
+    // The directory removed under the mount.
+    let cache = tempfile::tempdir().unwrap();
+    let m2 = start(&emu, cache.path(), &[]);
+    std::fs::remove_dir_all(cache.path()).unwrap();
+    assert!(std::fs::read(m2.join("big")).unwrap() == big);
+    drop_page_cache();
+    assert!(std::fs::read(m2.join("big")).unwrap() == big);
+    assert!(
+        m2.log_text().contains("reading from COS instead"),
+        "{}",
+        m2.log_text()
+    );
+}
