@@ -51,6 +51,15 @@ impl TestEmulator {
         first.split('@').next().unwrap_or(first)
     }
 
+    /// The emulator's credentials as `--credential` takes them.
+    pub fn credential_arg(&self) -> String {
+        format!(
+            "hmac:{}:{}",
+            self.config.secret_id,
+            self.config.secret_key.expose()
+        )
+    }
+
     pub fn credentials(&self) -> Credentials {
         let c = Credentials::new(
             self.config.secret_id.clone(),
