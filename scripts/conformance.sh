@@ -41,6 +41,8 @@ token="TOKEN123"
 bucket="examplebucket-1250000000"
 bucket2="second-1250000000"
 region="ap-guangzhou"
+far_bucket="far-1250000000"
+far_region="ap-beijing"
 
 # start_emulator NAME [extra args...]: starts one emulator on a free port, waits for its
 # "listening on http://127.0.0.1:PORT" line and stores the port in the variable port_NAME.
@@ -82,7 +84,7 @@ start_emulator() {
   printf -v "port_$name" '%s' "$port"
 }
 
-start_emulator main
+start_emulator main --bucket "$far_bucket@$far_region"
 start_emulator sts --security-token "$token"
 start_emulator faults --faults 'complete:error200:x1,copy:error200:x1,put:503:x2'
 
@@ -98,6 +100,8 @@ export CONFORMANCE_TOKEN="$token"
 export CONFORMANCE_BUCKET="$bucket"
 export CONFORMANCE_BUCKET2="$bucket2"
 export CONFORMANCE_REGION="$region"
+export CONFORMANCE_FAR_BUCKET="$far_bucket"
+export CONFORMANCE_FAR_REGION="$far_region"
 export CONFORMANCE_TMP="$tmp/work"
 mkdir -p "$CONFORMANCE_TMP"
 

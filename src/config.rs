@@ -107,13 +107,18 @@ pub struct ConnectionArgs {
     name = "cosmount",
     version,
     about = "Mount a Tencent Cloud Object Storage (COS) bucket as a local directory",
-    after_help = "Every option can also be given as -o name=value (e.g. in /etc/fstab with type fuse.cosmount), and cosfs's -o options work too (README: Coming from cosfs).\nRun `cosmount cleanup-uploads --help` for the multipart cleanup command."
+    after_help = "Every option can also be given as -o name=value (e.g. in /etc/fstab with type fuse.cosmount), and cosfs's -o options work too (README: Coming from cosfs).\n`cosmount --all-buckets MOUNTPOINT` mounts every bucket of the account, one directory each.\nRun `cosmount buckets --help` to list the buckets, `cosmount cleanup-uploads --help` for the multipart cleanup command."
 )]
 pub struct MountArgs {
-    /// The bucket, as <name>-<appid>.
+    /// The bucket, as <name>-<appid> (with --all-buckets: the mountpoint).
     pub bucket: String,
     /// An existing, empty directory.
-    pub mountpoint: PathBuf,
+    #[arg(required_unless_present = "all_buckets")]
+    pub mountpoint: Option<PathBuf>,
+    /// Mount every bucket of the account, one directory each, each reached in its own region
+    /// (give MOUNTPOINT alone); mkdir and rmdir there make and delete buckets (in --region).
+    #[arg(long)]
+    pub all_buckets: bool,
     #[command(flatten)]
     pub conn: ConnectionArgs,
     /// Mount options, comma-separated (`-o allow_other,uid=1000,metadata_ttl=5s`).
@@ -224,10 +229,52 @@ pub struct MountArgs {
     pub notes: Vec<Note>,
 }
 
+/// A mount of every bucket (`--all-buckets`), or `cosmount buckets`: what every client of it
+/// shares, and where each goes.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Credentials, SSE, retries, timeouts and storage class; `client_for` sets the bucket and
+    /// the endpoint.
+    pub client: ClientConfig,
+    /// `--endpoint`: every request goes to this address, with COS's own host names
+    /// (`Endpoint::RegionVia`); otherwise each region's endpoint.
+    pub via: Option<url::Url>,
+    /// `--region`: where mkdir at the top makes buckets.
+    pub region: Option<String>,
+}
+
+impl ServiceConfig {
+    /// The client settings of `bucket` in `region`.
+    pub fn client_for(&self, bucket: &str, region: &str) -> ClientConfig {
+        let endpoint = match &self.via {
+            Some(via) => Endpoint::RegionVia {
+                region: region.to_string(),
+                via: via.clone(),
+            },
+            None => Endpoint::Region(region.to_string()),
+        };
+        ClientConfig {
+            bucket: bucket.to_string(),
+            endpoint,
+            region: Some(region.to_string()),
+            ..self.client.clone()
+        }
+    }
+
+    /// The client settings of GET Service, which goes to `service.cos.myqcloud.com` whatever
+    /// the region (any valid one will do).
+    pub fn service_client(&self) -> ClientConfig {
+        self.client_for("", self.region.as_deref().unwrap_or("ap-guangzhou"))
+    }
+}
+
 /// Everything `main` needs to mount.
 #[derive(Debug, Clone)]
 pub struct MountConfig {
+    /// The bucket (empty for a mount of every bucket).
     pub bucket: String,
+    /// `Some` for a mount of every bucket (`--all-buckets`).
+    pub service: Option<ServiceConfig>,
     pub mountpoint: PathBuf,
     pub client: ClientConfig,
     pub fs: FsConfig,
@@ -599,17 +646,66 @@ pub fn client_config(
     conn: &ConnectionArgs,
 ) -> Result<(ClientConfig, Option<String>), ConfigError> {
     validate_bucket(bucket)?;
+    client_settings(Some(bucket), conn)
+}
+
+/// Client settings of a mount of every bucket and of `cosmount buckets`: the same sources as
+/// a bucket's (credentials from a passwd file only from a line without a bucket), no bucket.
+pub fn service_config(conn: &ConnectionArgs) -> Result<ServiceConfig, ConfigError> {
+    let (client, work_dir) = client_settings(None, conn)?;
+    if work_dir.is_some() {
+        return cerr(
+            "the config file's work_dir names a directory of one bucket; it cannot be used for every bucket",
+        );
+    }
+    if let Some(r) = &client.region {
+        // The region buckets are made in, also with --endpoint.
+        check_region(r)?;
+    }
+    let via = match &client.endpoint {
+        Endpoint::Url(u) => Some(u.clone()),
+        _ => None,
+    };
+    Ok(ServiceConfig {
+        region: client.region.clone(),
+        via,
+        client,
+    })
+}
+
+fn check_region(r: &str) -> Result<(), ConfigError> {
+    if r.is_empty()
+        || !r
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return cerr(format!("invalid region {r:?} (e.g. ap-guangzhou)"));
+    }
+    Ok(())
+}
+
+fn client_settings(
+    bucket: Option<&str>,
+    conn: &ConnectionArgs,
+) -> Result<(ClientConfig, Option<String>), ConfigError> {
     let file = match &conn.config {
         Some(p) => read_file_config(p)?,
         None => FileConfig::default(),
     };
-    if let Some(name) = &file.name
-        && name != bucket
-    {
-        return cerr(format!(
-            "the config file names bucket {name:?} but the command line says {bucket:?}"
-        ));
+    match (&file.name, bucket) {
+        (Some(name), Some(bucket)) if name != bucket => {
+            return cerr(format!(
+                "the config file names bucket {name:?} but the command line says {bucket:?}"
+            ));
+        }
+        (Some(name), None) => {
+            return cerr(format!(
+                "the config file names bucket {name:?}, but this is for every bucket of the account: remove name"
+            ));
+        }
+        _ => {}
     }
+    let bucket = bucket.unwrap_or("");
     let region = conn.region.clone().or(file.location.clone());
     let endpoint = conn.endpoint.clone().or(file.endpoint.clone());
     let endpoint = match (&endpoint, &region) {
@@ -624,15 +720,11 @@ pub fn client_config(
                 })?,
         ),
         (None, Some(r)) => {
-            if r.is_empty()
-                || !r
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
-                return cerr(format!("invalid region {r:?} (e.g. ap-guangzhou)"));
-            }
+            check_region(r)?;
             Endpoint::Region(r.clone())
         }
+        // GET Service has one endpoint for every region.
+        (None, None) if bucket.is_empty() => Endpoint::Region("ap-guangzhou".into()),
         (None, None) => {
             return cerr("no endpoint: give --region (e.g. ap-guangzhou) or --endpoint URL");
         }
@@ -773,26 +865,70 @@ fn normalize_prefix(p: &str) -> Result<String, ConfigError> {
     Ok(format!("{trimmed}/"))
 }
 
+/// A command-line error from clap as one line (with what a line ending in `:` announces).
+pub fn clap_error(e: &clap::Error) -> ConfigError {
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut first = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string();
+    if first.ends_with(':')
+        && let Some(next) = lines.next()
+    {
+        first = format!("{first} {next}");
+    }
+    ConfigError(first)
+}
+
 /// Parses a mount command line (`args[0]` is the program name).
 pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     cosfs::refuse_utility_mode(&args)?;
+    let all_buckets = args.iter().any(|a| a == "--all-buckets");
     let mut a = MountArgs::try_parse_from(args).map_err(|e| {
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("invalid arguments")
-            .trim_start_matches("error: ")
-            .to_string();
-        ConfigError(first)
+        if all_buckets && e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+            return ConfigError(
+                "--all-buckets needs MOUNTPOINT: cosmount --all-buckets MOUNTPOINT".into(),
+            );
+        }
+        clap_error(&e)
     })?;
-    cosfs::normalize_bucket(&mut a)?;
+    if a.all_buckets {
+        // The one positional argument clap gave to BUCKET is the mountpoint.
+        if a.mountpoint.is_some() {
+            return cerr(format!(
+                "--all-buckets mounts every bucket: give MOUNTPOINT alone, not {:?}",
+                a.bucket
+            ));
+        }
+        a.mountpoint = Some(PathBuf::from(std::mem::take(&mut a.bucket)));
+    } else {
+        cosfs::normalize_bucket(&mut a)?;
+    }
     apply_mount_options(&mut a)?;
     cosfs::finish(&mut a)?;
     if a.allow_other && a.allow_root {
         return cerr("--allow-other and --allow-root cannot be combined");
     }
-    let (client, work_dir) = client_config(&a.bucket, &a.conn)?;
+    let (client, work_dir, service) = if a.all_buckets {
+        if a.prefix.is_some() {
+            return cerr(
+                "--prefix names keys of one bucket; it cannot be combined with --all-buckets",
+            );
+        }
+        // The cache keys its blocks by object key, not by bucket: one cache cannot serve two.
+        if a.data_cache.is_some() {
+            return cerr(
+                "--data-cache holds the objects of one bucket; it cannot be combined with --all-buckets",
+            );
+        }
+        let service = service_config(&a.conn)?;
+        (service.service_client(), None, Some(service))
+    } else {
+        let (client, work_dir) = client_config(&a.bucket, &a.conn)?;
+        (client, work_dir, None)
+    };
     let prefix = normalize_prefix(a.prefix.as_deref().or(work_dir.as_deref()).unwrap_or(""))?;
     let (uid, gid) = process_ids();
     let mut fs = FsConfig {
@@ -877,7 +1013,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     // Absolute paths: a daemonised mount leaves the caller's working directory.
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     fs.cache_dir = absolute(&fs.cache_dir);
-    let mountpoint = absolute(&a.mountpoint);
+    let mountpoint = absolute(a.mountpoint.as_deref().unwrap_or(Path::new("")));
     let log_file = a.log_file.as_deref().map(absolute);
     let max_cache = a.max_cache_size.as_deref().map(parse_size).transpose()?;
     if max_cache.is_some() && a.data_cache.is_none() {
@@ -909,6 +1045,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
     }
     Ok(MountConfig {
         bucket: a.bucket,
+        service,
         mountpoint,
         client,
         fs,
@@ -947,6 +1084,18 @@ pub fn check_mountpoint(path: &Path, nonempty: bool) -> Result<(), ConfigError> 
         }
     }
     Ok(())
+}
+
+/// `cosmount buckets`: the account's buckets (GET Service).
+#[derive(Parser, Debug)]
+#[command(
+    name = "cosmount buckets",
+    about = "List the account's buckets (GET Service): name, region and creation date, one bucket a line",
+    after_help = "Credentials come from the same sources as for a mount (a passwd file line without a bucket: SecretId:SecretKey). With --endpoint URL, requests go to that address with COS's own host names."
+)]
+pub struct BucketsArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
 }
 
 /// `cosmount cleanup-uploads BUCKET [--older-than DURATION] [--apply]`.

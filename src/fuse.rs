@@ -19,6 +19,7 @@ use tokio::runtime::Handle;
 use crate::fs::attrs::{Attr, Kind};
 use crate::fs::error::FsError;
 use crate::fs::open_file::Io;
+use crate::fs::operations::Operations;
 use crate::fs::xattr::XattrReply;
 use crate::fs::{Caller, Filesystem, OpenMode, SetAttr, SetTime};
 
@@ -29,15 +30,16 @@ const MAX_BACKGROUND: u16 = 64;
 /// Entries fetched per readdir call before the reply buffer decides how many fit.
 const READDIR_BATCH: usize = 512;
 
-pub struct FuseAdapter {
-    fs: Arc<Filesystem>,
+/// The adapter of a mount: of one bucket (`Filesystem`) or of every bucket (`Service`).
+pub struct FuseAdapter<F: Operations = Filesystem> {
+    fs: Arc<F>,
     rt: Handle,
     /// Sends invalidations to the kernel; set once the session exists (`notifier`).
     notifier: Arc<OnceLock<fuser::Notifier>>,
 }
 
-impl FuseAdapter {
-    pub fn new(fs: Arc<Filesystem>, rt: Handle) -> Self {
+impl<F: Operations> FuseAdapter<F> {
+    pub fn new(fs: Arc<F>, rt: Handle) -> Self {
         FuseAdapter {
             fs,
             rt,
@@ -157,7 +159,7 @@ fn open_mode(flags: i32, req: &Request) -> OpenMode {
     }
 }
 
-impl fuser::Filesystem for FuseAdapter {
+impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_background(MAX_BACKGROUND);

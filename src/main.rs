@@ -1,4 +1,6 @@
-//! `cosmount`: mount a COS bucket; `cosmount cleanup-uploads`: abort leftover multipart uploads.
+//! `cosmount`: mount a COS bucket (or, with `--all-buckets`, every bucket of the account);
+//! `cosmount buckets`: list the buckets; `cosmount cleanup-uploads`: abort leftover multipart
+//! uploads.
 //!
 //! Start-up checks the mountpoint and the bucket (HEAD Bucket) before mounting and fails with
 //! one clear line. Without `--foreground` the command re-runs itself as a detached child and
@@ -12,10 +14,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use clap::Parser;
-use cosmount::config::{self, CleanupArgs, ConfigError, MountConfig};
+use cosmount::config::{self, BucketsArgs, CleanupArgs, ConfigError, MountConfig, ServiceConfig};
 use cosmount::cos::client::parse_initiated;
 use cosmount::cos::{ClientConfig, CosClient, CosError, ListObjects, ObjectClient};
 use cosmount::fs::Filesystem;
+use cosmount::fs::operations::Operations;
+use cosmount::fs::service::{BucketClients, Service};
 use cosmount::fuse::FuseAdapter;
 
 /// Set in the environment of the detached child of a daemonising mount.
@@ -53,10 +57,16 @@ fn init_logging(level: Option<&str>) {
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // No bucket is called either: a bucket name ends in -<appid>.
     if args.get(1).is_some_and(|a| a == "cleanup-uploads") {
         let mut rest = vec![OsString::from("cosmount cleanup-uploads")];
         rest.extend(args.into_iter().skip(2));
         std::process::exit(cleanup_uploads(rest));
+    }
+    if args.get(1).is_some_and(|a| a == "buckets") {
+        let mut rest = vec![OsString::from("cosmount buckets")];
+        rest.extend(args.into_iter().skip(2));
+        std::process::exit(list_buckets(rest));
     }
     let cfg = match config::parse_mount(args.clone()) {
         Ok(c) => c,
@@ -151,12 +161,44 @@ fn raise_read_ahead(mountpoint: &std::path::Path, kib: u32) {
     }
 }
 
+/// What a COS error code says is wrong with the credentials, if it says so.
+fn credentials_problem(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "SignatureDoesNotMatch" => {
+            "bad credentials: the SecretKey does not match the SecretId (SignatureDoesNotMatch)"
+        }
+        "InvalidAccessKeyId" => "bad credentials: the SecretId is unknown (InvalidAccessKeyId)",
+        "ExpiredToken" | "InvalidToken" => {
+            "bad credentials: the session token is invalid or expired"
+        }
+        _ => return None,
+    })
+}
+
+/// Explains a failed GET Service in one line.
+fn explain_service_error(service: &ServiceConfig, e: CosError) -> String {
+    let endpoint = match &service.via {
+        Some(via) => format!("service.cos.myqcloud.com via {via}"),
+        None => "https://service.cos.myqcloud.com".into(),
+    };
+    if e.is_transport() {
+        return format!("cannot reach the COS endpoint {endpoint}: {}", e.root());
+    }
+    let code = e.code().unwrap_or_default();
+    if let Some(problem) = credentials_problem(code) {
+        return problem.into();
+    }
+    match e.status() {
+        Some(403) => format!(
+            "access denied to the list of buckets ({code}): check the credentials' permissions"
+        ),
+        _ => format!("cannot list the buckets at {endpoint}: {e}"),
+    }
+}
+
 /// Explains a failed bucket check in one line.
 async fn explain_bucket_error(client: &CosClient, bucket: &str, e: CosError) -> String {
-    let endpoint = match &client.config().endpoint {
-        cosmount::cos::Endpoint::Url(u) => u.to_string(),
-        cosmount::cos::Endpoint::Region(r) => format!("https://{bucket}.cos.{r}.myqcloud.com"),
-    };
+    let endpoint = client.config().endpoint.describe(bucket);
     if e.is_transport() {
         return format!("cannot reach the COS endpoint {endpoint}: {}", e.root());
     }
@@ -167,17 +209,10 @@ async fn explain_bucket_error(client: &CosClient, bucket: &str, e: CosError) -> 
     }
     .or_else(|| e.code().map(str::to_string))
     .unwrap_or_default();
+    if let Some(problem) = credentials_problem(&code) {
+        return problem.into();
+    }
     match (e.status(), code.as_str()) {
-        (_, "SignatureDoesNotMatch") => {
-            "bad credentials: the SecretKey does not match the SecretId (SignatureDoesNotMatch)"
-                .into()
-        }
-        (_, "InvalidAccessKeyId") => {
-            "bad credentials: the SecretId is unknown (InvalidAccessKeyId)".into()
-        }
-        (_, "ExpiredToken") | (_, "InvalidToken") => {
-            "bad credentials: the session token is invalid or expired".into()
-        }
         (Some(404), _) | (_, "NoSuchBucket") => {
             format!("no such bucket: {bucket} at {endpoint} (check the bucket name and region)")
         }
@@ -200,33 +235,29 @@ fn run_mount(cfg: MountConfig) -> i32 {
         Ok(rt) => rt,
         Err(e) => fail(EXIT_FAILURE, format!("cannot start the runtime: {e}")),
     };
+    if let Some(service) = &cfg.service {
+        let clients = match ServiceClients::new(service) {
+            Ok(c) => c,
+            Err(e) => fail(EXIT_USAGE, e),
+        };
+        // The start-up check: the credentials list the buckets.
+        if let Err(e) = runtime.block_on(clients.checker.list_buckets()) {
+            fail(EXIT_FAILURE, explain_service_error(service, e));
+        }
+        let svc = Service::new(Arc::new(clients), cfg.fs.clone(), service.region.clone());
+        return serve(runtime, Arc::new(svc), &cfg, "every bucket".into());
+    }
     let client = match CosClient::new(cfg.client.clone()) {
         Ok(c) => Arc::new(c),
         Err(e) => fail(EXIT_USAGE, e),
     };
-    // The start-up check fails fast: a few attempts, not the full retry budget.
-    let checker = match CosClient::new(ClientConfig {
-        retry: cosmount::cos::retry::RetryPolicy {
-            max_attempts: STARTUP_ATTEMPTS,
-            ..cfg.client.retry.clone()
-        },
-        ..cfg.client.clone()
-    }) {
+    let checker = match fast_failing(&cfg.client) {
         Ok(c) => c,
         Err(e) => fail(EXIT_USAGE, e),
     };
     if let Err(e) = runtime.block_on(checker.head_bucket()) {
         let msg = runtime.block_on(explain_bucket_error(&checker, &cfg.bucket, e));
         fail(EXIT_FAILURE, msg);
-    }
-    if let Err(e) = std::fs::create_dir_all(&cfg.fs.cache_dir) {
-        fail(
-            EXIT_USAGE,
-            format!(
-                "cannot create cache directory {}: {e}",
-                cfg.fs.cache_dir.display()
-            ),
-        );
     }
     // Two connections ready before the first call: a lookup sends a HEAD and a LIST at once,
     // and a connection made on demand roughly doubles a request's time on a fast link.
@@ -248,11 +279,76 @@ fn run_mount(cfg: MountConfig) -> i32 {
         }
     }
     let fs = Arc::new(Filesystem::new(client, fs_cfg));
+    serve(runtime, fs, &cfg, format!("bucket {}", cfg.bucket))
+}
+
+/// A client for start-up checks, which fail fast: a few attempts, not the full retry budget.
+fn fast_failing(cfg: &ClientConfig) -> Result<CosClient, CosError> {
+    CosClient::new(ClientConfig {
+        retry: cosmount::cos::retry::RetryPolicy {
+            max_attempts: STARTUP_ATTEMPTS,
+            ..cfg.retry.clone()
+        },
+        ..cfg.clone()
+    })
+}
+
+/// The clients of a mount of every bucket: GET Service, and each bucket at its region's
+/// endpoint (or all through `--endpoint`).
+struct ServiceClients {
+    config: ServiceConfig,
+    service: Arc<dyn ObjectClient>,
+    /// GET Service for start-up checks.
+    checker: CosClient,
+}
+
+impl ServiceClients {
+    fn new(config: &ServiceConfig) -> Result<Self, CosError> {
+        Ok(ServiceClients {
+            service: Arc::new(CosClient::new(config.service_client())?),
+            checker: fast_failing(&config.service_client())?,
+            config: config.clone(),
+        })
+    }
+}
+
+impl BucketClients for ServiceClients {
+    fn service(&self) -> Arc<dyn ObjectClient> {
+        self.service.clone()
+    }
+
+    fn bucket(&self, bucket: &str, region: &str) -> Result<Arc<dyn ObjectClient>, CosError> {
+        Ok(Arc::new(CosClient::new(
+            self.config.client_for(bucket, region),
+        )?))
+    }
+}
+
+/// Mounts `fs` (`what` it is, for the log) and serves it until unmounted.
+fn serve<F: Operations>(
+    runtime: tokio::runtime::Runtime,
+    fs: Arc<F>,
+    cfg: &MountConfig,
+    what: String,
+) -> i32 {
+    if let Err(e) = std::fs::create_dir_all(&cfg.fs.cache_dir) {
+        fail(
+            EXIT_USAGE,
+            format!(
+                "cannot create cache directory {}: {e}",
+                cfg.fs.cache_dir.display()
+            ),
+        );
+    }
     let adapter = FuseAdapter::new(fs, runtime.handle().clone());
     let notifier = adapter.notifier();
     let mut fuse_cfg = fuser::Config::default();
+    let fs_name = match &cfg.service {
+        Some(_) => "cosmount:all-buckets".to_string(),
+        None => format!("cosmount:{}", cfg.bucket),
+    };
     fuse_cfg.mount_options = vec![
-        fuser::MountOption::FSName(format!("cosmount:{}", cfg.bucket)),
+        fuser::MountOption::FSName(fs_name),
         fuser::MountOption::Subtype("cosmount".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
@@ -279,11 +375,7 @@ fn run_mount(cfg: MountConfig) -> i32 {
         ),
     };
     let _ = notifier.set(session.notifier());
-    log::info!(
-        "mounted bucket {} on {}",
-        cfg.bucket,
-        cfg.mountpoint.display()
-    );
+    log::info!("mounted {what} on {}", cfg.mountpoint.display());
     if cfg.read_ahead_kib > 0 {
         raise_read_ahead(&cfg.mountpoint, cfg.read_ahead_kib);
     }
@@ -327,6 +419,48 @@ fn run_mount(cfg: MountConfig) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// `cosmount buckets`: the account's buckets, one a line: name, region, creation date.
+fn list_buckets(args: Vec<OsString>) -> i32 {
+    let a = match BucketsArgs::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => fail(EXIT_USAGE, config::clap_error(&e)),
+    };
+    // Its failure is said in one line; retries on the way are not news.
+    init_logging(Some("error"));
+    let service = match config::service_config(&a.conn) {
+        Ok(s) => s,
+        Err(ConfigError(e)) => fail(EXIT_USAGE, e),
+    };
+    let client = match fast_failing(&service.service_client()) {
+        Ok(c) => c,
+        Err(e) => fail(EXIT_USAGE, e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => fail(EXIT_FAILURE, format!("cannot start the runtime: {e}")),
+    };
+    let mut buckets = match runtime.block_on(client.list_buckets()) {
+        Ok(b) => b,
+        Err(e) => fail(EXIT_FAILURE, explain_service_error(&service, e)),
+    };
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let name_width = buckets.iter().map(|b| b.name.len()).max().unwrap_or(0);
+    let region_width = buckets.iter().map(|b| b.location.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for b in &buckets {
+        let line = format!(
+            "{:name_width$}  {:region_width$}  {}",
+            b.name, b.location, b.creation_date
+        );
+        if writeln!(out, "{}", line.trim_end()).is_err() {
+            // A closed pipe (`| head`): nothing more to say.
+            return 0;
+        }
+    }
+    0
 }
 
 /// `cosmount cleanup-uploads`: lists incomplete multipart uploads, aborts them with --apply.

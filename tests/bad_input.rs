@@ -68,11 +68,7 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
 
     let m = mnt.to_str().unwrap().to_string();
     let ep = emu.endpoint();
-    let good = format!(
-        "hmac:{}:{}",
-        emu.config.secret_id,
-        emu.config.secret_key.expose()
-    );
+    let good = emu.credential_arg();
     let p = |path: &std::path::Path| path.to_str().unwrap().to_string();
     // BUCKET MOUNTPOINT --endpoint URL, then `extra`.
     let at = |mountpoint: &str, extra: &[&str]| -> Vec<String> {
@@ -454,7 +450,12 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
         },
     ];
     assert!(cases.len() >= 15);
-    for case in &cases {
+    check_all(&cases, &emu, &mnt);
+}
+
+/// Each case exits with its code and one line naming the problem, no secret, no mount.
+fn check_all(cases: &[Case], emu: &TestEmulator, mnt: &std::path::Path) {
+    for case in cases {
         let (code, stderr) = run(case);
         assert_eq!(
             code, case.code,
@@ -480,6 +481,176 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
             "{}: no secret in the message",
             case.name
         );
-        assert!(!common::mount::is_mounted(&mnt), "{}", case.name);
+        assert!(!common::mount::is_mounted(mnt), "{}", case.name);
     }
+}
+
+#[test]
+fn bad_input_to_the_servicer_gets_one_clear_line_and_a_non_zero_exit() {
+    let emu = TestEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = mnt.to_str().unwrap().to_string();
+    let ep = emu.endpoint();
+    let good = emu.credential_arg();
+    let wrong = format!("hmac:{}:not-the-key", emu.config.secret_id);
+    let named = dir.path().join("named.yaml");
+    std::fs::write(&named, format!("name: {BUCKET}\n")).unwrap();
+    let with_dir = dir.path().join("work-dir.yaml");
+    std::fs::write(&with_dir, "work_dir: /logs/\n").unwrap();
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let cases = vec![
+        Case {
+            name: "buckets without credentials",
+            args: args(&["buckets", "--endpoint", &ep]),
+            env: vec![],
+            code: 2,
+            expect: "no credentials",
+        },
+        Case {
+            name: "buckets with the wrong SecretKey",
+            args: args(&["buckets", "--endpoint", &ep, "--credential", &wrong]),
+            env: vec![],
+            code: 1,
+            expect: "SignatureDoesNotMatch",
+        },
+        Case {
+            name: "buckets with an unknown SecretId",
+            args: args(&["buckets", "--endpoint", &ep]),
+            env: vec![
+                ("COS_SECRET_ID", "AKIDother".into()),
+                ("COS_SECRET_KEY", "k".into()),
+            ],
+            code: 1,
+            expect: "InvalidAccessKeyId",
+        },
+        Case {
+            name: "buckets at an unreachable endpoint",
+            args: args(&[
+                "buckets",
+                "--endpoint",
+                "http://127.0.0.1:1",
+                "--credential",
+                &good,
+                "--connect-timeout",
+                "2s",
+            ]),
+            env: vec![],
+            code: 1,
+            expect: "cannot reach",
+        },
+        Case {
+            name: "buckets with an unknown flag",
+            args: args(&["buckets", "--bogus"]),
+            env: vec![],
+            code: 2,
+            expect: "--bogus",
+        },
+        Case {
+            name: "buckets with a config file naming a bucket",
+            args: args(&["buckets", "--config", named.to_str().unwrap()]),
+            env: vec![],
+            code: 2,
+            expect: "remove name",
+        },
+        Case {
+            name: "buckets with a config file's work_dir",
+            args: args(&[
+                "buckets",
+                "--credential",
+                &good,
+                "--config",
+                with_dir.to_str().unwrap(),
+            ]),
+            env: vec![],
+            code: 2,
+            expect: "work_dir",
+        },
+        Case {
+            name: "--all-buckets without a mountpoint",
+            args: args(&["--all-buckets", "--endpoint", &ep, "--credential", &good]),
+            env: vec![],
+            code: 2,
+            expect: "--all-buckets needs MOUNTPOINT",
+        },
+        Case {
+            name: "--all-buckets with a bucket too",
+            args: args(&["--all-buckets", BUCKET, &m, "--credential", &good]),
+            env: vec![],
+            code: 2,
+            expect: "give MOUNTPOINT alone",
+        },
+        Case {
+            name: "--all-buckets with --prefix",
+            args: args(&[
+                "--all-buckets",
+                &m,
+                "--prefix",
+                "logs/",
+                "--credential",
+                &good,
+            ]),
+            env: vec![],
+            code: 2,
+            expect: "--prefix",
+        },
+        Case {
+            name: "--all-buckets with a data cache",
+            args: args(&[
+                "--all-buckets",
+                &m,
+                "--data-cache",
+                dir.path().join("data-cache").to_str().unwrap(),
+                "--credential",
+                &good,
+            ]),
+            env: vec![],
+            code: 2,
+            expect: "--data-cache",
+        },
+        Case {
+            name: "--all-buckets with a bad region for mkdir",
+            args: args(&[
+                "--all-buckets",
+                &m,
+                "--region",
+                "Bad Region",
+                "--credential",
+                &good,
+            ]),
+            env: vec![],
+            code: 2,
+            expect: "invalid region",
+        },
+        Case {
+            name: "--all-buckets with the wrong SecretKey",
+            args: args(&[
+                "--all-buckets",
+                &m,
+                "--endpoint",
+                &ep,
+                "--credential",
+                &wrong,
+            ]),
+            env: vec![],
+            code: 1,
+            expect: "SignatureDoesNotMatch",
+        },
+        Case {
+            name: "--all-buckets on a missing mountpoint",
+            args: args(&[
+                "--all-buckets",
+                "/nonexistent/mnt",
+                "--endpoint",
+                &ep,
+                "--credential",
+                &good,
+            ]),
+            env: vec![],
+            code: 1,
+            expect: "does not exist",
+        },
+    ];
+    check_all(&cases, &emu, &mnt);
 }

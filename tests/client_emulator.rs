@@ -16,8 +16,8 @@ use cosmount::cos::crc64;
 use cosmount::cos::retry::RetryPolicy;
 use cosmount::cos::sse::{Sse, SseCKey};
 use cosmount::cos::{
-    Body, CopyObject, CosClient, CosError, GetObject, ListObjects, ObjectClient, ObjectMetadata,
-    PutObject,
+    Body, ClientConfig, CopyObject, CosClient, CosError, Endpoint, GetObject, ListObjects,
+    ObjectClient, ObjectMetadata, PutObject,
 };
 use futures::TryStreamExt;
 
@@ -1025,8 +1025,10 @@ fn bad_input_gets_cos_errors_not_crashes() {
     assert!(st == 400 || st == 0, "truncated body: {st}");
     let (st, body) = raw_request(&emu, "PATCH", "/obj", "", &[], b"", None);
     assert!(st == 405 || st == 501, "{st} {body}");
+    // DELETE Bucket of a bucket that holds objects.
     let (st, body) = raw_request(&emu, "DELETE", "/", "", &[], b"", None);
-    assert_eq!(st, 501, "{body}");
+    assert_eq!(st, 409, "{body}");
+    assert!(body.contains("<Code>BucketNotEmpty</Code>"), "{body}");
     // Unsigned and garbage-signed requests.
     let mut s = TcpStream::connect(emu.emulator.addr()).unwrap();
     s.write_all(b"GET /obj HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: q-sign-algorithm=sha1&garbage\r\nConnection: close\r\n\r\n")
@@ -1041,4 +1043,192 @@ fn bad_input_gets_cos_errors_not_crashes() {
         assert_eq!(&b[..], b"0123456789");
         assert!(c.head_object("truncated").await.unwrap_err().is_not_found());
     });
+}
+
+/// A client for `bucket` in `region`, reaching the emulator with COS's own host names.
+fn regional(emu: &TestEmulator, bucket: &str, region: &str) -> CosClient {
+    CosClient::new(ClientConfig {
+        bucket: bucket.into(),
+        endpoint: Endpoint::RegionVia {
+            region: region.into(),
+            via: emu.endpoint().parse().unwrap(),
+        },
+        ..emu.client_config()
+    })
+    .unwrap()
+}
+
+fn names_and_regions(list: &[cosmount::cos::client::BucketSummary]) -> Vec<(&str, &str)> {
+    list.iter()
+        .map(|b| (b.name.as_str(), b.location.as_str()))
+        .collect()
+}
+
+#[test]
+fn put_and_delete_bucket_answer_as_cos_does() {
+    let emu = TestEmulator::start();
+    let fresh = regional(&emu, "fresh-1250000000", "ap-chengdu");
+    runtime().block_on(async {
+        assert_eq!(fresh.head_bucket().await.unwrap_err().status(), Some(404));
+        fresh.put_bucket().await.unwrap();
+        fresh.head_bucket().await.unwrap();
+        let list = fresh.list_buckets().await.unwrap();
+        assert_eq!(
+            names_and_regions(&list),
+            [(BUCKET, "ap-guangzhou"), ("fresh-1250000000", "ap-chengdu")]
+        );
+        assert!(list[1].created().is_some(), "{:?}", list[1]);
+        // Made again: the bucket is already this account's.
+        let again = fresh.put_bucket().await.unwrap_err();
+        assert_eq!(
+            (again.status(), again.code()),
+            (Some(409), Some("BucketAlreadyOwnedByYou"))
+        );
+        // Not empty while it holds an object or an incomplete multipart upload.
+        let body = Body::Bytes(Bytes::from_static(b"x"));
+        fresh.put_object(PutObject::new("k", body)).await.unwrap();
+        let e = fresh.delete_bucket().await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (Some(409), Some("BucketNotEmpty")));
+        fresh.delete_object("k").await.unwrap();
+        let id = fresh
+            .create_multipart_upload("mp", &ObjectMetadata::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            fresh.delete_bucket().await.unwrap_err().code(),
+            Some("BucketNotEmpty")
+        );
+        fresh.abort_multipart_upload("mp", &id).await.unwrap();
+        fresh.delete_bucket().await.unwrap();
+        assert_eq!(fresh.head_bucket().await.unwrap_err().status(), Some(404));
+        let gone = fresh.delete_bucket().await.unwrap_err();
+        assert_eq!(
+            (gone.status(), gone.code()),
+            (Some(404), Some("NoSuchBucket"))
+        );
+        assert_eq!(fresh.list_buckets().await.unwrap().len(), 1);
+        // Names COS refuses (the longest host is 60 characters).
+        for (name, code) in [
+            ("no-appid", "InvalidBucketName"),
+            ("trailing--1250000000", "InvalidBucketName"),
+            ("x234567890123456789012-1250000000", "BucketNameTooLong"),
+        ] {
+            let e = regional(&emu, name, "ap-chengdu")
+                .put_bucket()
+                .await
+                .unwrap_err();
+            assert_eq!((e.status(), e.code()), (Some(400), Some(code)), "{name}");
+        }
+        regional(&emu, "x23456789012345678901-1250000000", "ap-chengdu")
+            .put_bucket()
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_bucket_answers_only_at_its_own_region() {
+    let emu = TestEmulator::start_with(|c| {
+        c.buckets = vec![BUCKET.into(), "far-1250000000@ap-beijing".into()];
+    });
+    runtime().block_on(async {
+        let far = regional(&emu, "far-1250000000", "ap-beijing");
+        far.head_bucket().await.unwrap();
+        let body = Body::Bytes(Bytes::from_static(b"far"));
+        far.put_object(PutObject::new("k", body)).await.unwrap();
+        // At another region's endpoint COS answers NoSuchBucket.
+        let lost = regional(&emu, "far-1250000000", "ap-guangzhou");
+        assert_eq!(lost.head_bucket().await.unwrap_err().status(), Some(404));
+        let e = lost
+            .get_object_bytes(GetObject::new("k"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("NoSuchBucket"));
+        // A host that names no region (`<bucket>.localhost`, the cosfs url form) reaches it.
+        let port = emu.emulator.addr().port();
+        let anywhere = CosClient::new(ClientConfig {
+            bucket: "far-1250000000".into(),
+            endpoint: Endpoint::Url(
+                format!("http://far-1250000000.localhost:{port}")
+                    .parse()
+                    .unwrap(),
+            ),
+            ..emu.client_config()
+        })
+        .unwrap();
+        anywhere.head_object("k").await.unwrap();
+        assert_eq!(
+            names_and_regions(&far.list_buckets().await.unwrap()),
+            [(BUCKET, "ap-guangzhou"), ("far-1250000000", "ap-beijing")]
+        );
+    });
+    assert_eq!(
+        emu.emulator.buckets(),
+        [
+            (BUCKET.to_string(), "ap-guangzhou".to_string()),
+            ("far-1250000000".to_string(), "ap-beijing".to_string())
+        ]
+    );
+}
+
+#[test]
+fn buckets_made_by_put_bucket_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cosmount::emulator::EmulatorConfig {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let start = || {
+        let emu = cosmount::emulator::Emulator::start_background(config.clone()).unwrap();
+        TestEmulator {
+            emulator: emu,
+            dir: tempfile::tempdir().unwrap(),
+            config: config.clone(),
+        }
+    };
+    let emu = start();
+    runtime().block_on(async {
+        let kept = regional(&emu, "kept-1250000000", "ap-nanjing");
+        kept.put_bucket().await.unwrap();
+        let body = Body::Bytes(Bytes::from_static(b"kept"));
+        kept.put_object(PutObject::new("k", body)).await.unwrap();
+        regional(&emu, "dropped-1250000000", "ap-nanjing")
+            .put_bucket()
+            .await
+            .unwrap();
+        regional(&emu, "dropped-1250000000", "ap-nanjing")
+            .delete_bucket()
+            .await
+            .unwrap();
+    });
+    drop(emu);
+    let emu = start();
+    assert_eq!(
+        emu.emulator.buckets(),
+        [
+            (BUCKET.to_string(), "ap-guangzhou".to_string()),
+            ("kept-1250000000".to_string(), "ap-nanjing".to_string())
+        ]
+    );
+    runtime().block_on(async {
+        let (_, b) = regional(&emu, "kept-1250000000", "ap-nanjing")
+            .get_object_bytes(GetObject::new("k"))
+            .await
+            .unwrap();
+        assert_eq!(&b[..], b"kept");
+    });
+}
+
+#[test]
+fn put_bucket_is_retried_after_a_throttled_attempt() {
+    let emu = TestEmulator::start();
+    emu.emulator.faults().set("put_bucket:503:x1").unwrap();
+    runtime().block_on(async {
+        regional(&emu, "retried-1250000000", "ap-guangzhou")
+            .put_bucket()
+            .await
+            .unwrap();
+    });
+    assert_eq!(emu.op_count("put_bucket"), 2);
+    assert_eq!(emu.emulator.buckets().len(), 2);
 }

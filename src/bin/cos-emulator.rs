@@ -30,11 +30,13 @@ struct Args {
     /// When given, requests must carry this x-cos-security-token (temporary credentials).
     #[arg(long)]
     security_token: Option<String>,
-    /// A bucket to serve, `name-appid`; repeat for several. The first is the default for
-    /// requests whose Host is an IP address or localhost.
+    /// A bucket to serve, `name-appid` (in --region) or `name-appid@region`; repeat for
+    /// several. The first is the default for requests whose Host is an IP address or
+    /// localhost.
     #[arg(long = "bucket", required = true)]
     buckets: Vec<String>,
-    /// Region the buckets report.
+    /// Region of the buckets given without one (and of buckets PUT Bucket makes through a
+    /// host that names no region).
     #[arg(long, default_value = "ap-guangzhou")]
     region: String,
     /// Fault injection rules, e.g. `put_part:503:0.2,get:reset:0.1,any:delay=200ms:0.05`

@@ -59,6 +59,24 @@ pub enum Endpoint {
     Region(String),
     /// A base URL used as is (a custom domain, a proxy, the emulator).
     Url(url::Url),
+    /// The region's own host names on the wire (`<bucket>.cos.<region>.myqcloud.com`, GET
+    /// Service at `service.cos.myqcloud.com`), every connection made to `via` instead (its
+    /// scheme, address and port): what the Python SDK's `IP=`/`Port=` mode does. A mount of
+    /// every bucket reaches an emulator or a proxy this way, each bucket under its own region.
+    RegionVia { region: String, via: url::Url },
+}
+
+impl Endpoint {
+    /// The URL a request for `bucket` goes to, as a person would write it (for messages).
+    pub fn describe(&self, bucket: &str) -> String {
+        match self {
+            Endpoint::Url(u) => u.to_string(),
+            Endpoint::Region(r) => format!("https://{bucket}.cos.{r}.myqcloud.com"),
+            Endpoint::RegionVia { region, via } => {
+                format!("{bucket}.cos.{region}.myqcloud.com via {via}")
+            }
+        }
+    }
 }
 
 /// Everything a `CosClient` needs. `Default` gives sensible timeouts and retries; bucket,
@@ -432,10 +450,20 @@ pub struct UploadsPage {
     pub next_upload_id_marker: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+/// One bucket of GET Service (§3.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketSummary {
     pub name: String,
+    /// The region, e.g. `ap-beijing`.
     pub location: String,
+    /// `CreationDate` as COS sends it (ISO 8601, e.g. `2019-05-24T10:56:40Z`).
+    pub creation_date: String,
+}
+
+impl BucketSummary {
+    pub fn created(&self) -> Option<SystemTime> {
+        parse_iso8601(&self.creation_date)
+    }
 }
 
 /// The COS API verbs the rest of cosmount uses.
@@ -443,6 +471,14 @@ pub struct BucketSummary {
 pub trait ObjectClient: Send + Sync + 'static {
     fn bucket(&self) -> &str;
     async fn head_bucket(&self) -> Result<(), CosError>;
+    /// PUT Bucket: creates this client's bucket in its region. A retry that finds the bucket
+    /// made (by the attempt before it) succeeds.
+    async fn put_bucket(&self) -> Result<(), CosError>;
+    /// DELETE Bucket: deletes this client's bucket, which must be empty (no objects, no
+    /// incomplete multipart uploads). A retry that finds it gone succeeds.
+    async fn delete_bucket(&self) -> Result<(), CosError>;
+    /// GET Service: every bucket of the account (a service request; the client's own bucket
+    /// plays no part).
     async fn list_buckets(&self) -> Result<Vec<BucketSummary>, CosError>;
     async fn head_object(&self, key: &str) -> Result<ObjectInfo, CosError>;
     /// GET with the body streamed. Retries cover getting the headers only.
@@ -645,6 +681,33 @@ impl fmt::Debug for CosClient {
     }
 }
 
+/// Where GET Service goes for every bucket of the account (cos-protocol.md §1, §3.9).
+const SERVICE_HOST: &str = "service.cos.myqcloud.com";
+
+fn check_region(r: &str) -> Result<(), CosError> {
+    if r.is_empty()
+        || !r
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(CosError::InvalidInput(format!("invalid region {r:?}")));
+    }
+    Ok(())
+}
+
+/// An endpoint URL reduced to scheme, host and port.
+fn checked_endpoint(u: &url::Url) -> Result<url::Url, CosError> {
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(CosError::InvalidInput(format!(
+            "endpoint must be an http:// or https:// URL, got {u}"
+        )));
+    }
+    let mut u = u.clone();
+    u.set_path("/");
+    u.set_query(None);
+    Ok(u)
+}
+
 /// Installs the ring TLS provider once per process (reqwest is built without a default one,
 /// which keeps aws-lc-rs and its C build out of the dependency tree).
 fn install_tls_provider() {
@@ -657,35 +720,42 @@ fn install_tls_provider() {
 impl CosClient {
     pub fn new(config: ClientConfig) -> Result<Self, CosError> {
         install_tls_provider();
-        let base = match &config.endpoint {
-            Endpoint::Region(r) => {
-                if r.is_empty()
-                    || !r
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                {
-                    return Err(CosError::InvalidInput(format!("invalid region {r:?}")));
-                }
-                url::Url::parse(&format!(
-                    "https://{}.cos.{}.myqcloud.com/",
-                    config.bucket, r
-                ))
-                .map_err(|e| CosError::InvalidInput(format!("invalid bucket or region: {e}")))?
-            }
-            Endpoint::Url(u) => {
-                if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-                    return Err(CosError::InvalidInput(format!(
-                        "endpoint must be an http:// or https:// URL, got {u}"
-                    )));
-                }
-                let mut u = u.clone();
-                u.set_path("/");
-                u.set_query(None);
-                u
+        // With no bucket (a client for GET Service only), requests go to the service host.
+        let bucket_host = |region: &str| {
+            if config.bucket.is_empty() {
+                SERVICE_HOST.to_string()
+            } else {
+                format!("{}.cos.{region}.myqcloud.com", config.bucket)
             }
         };
+        let mut resolve = Vec::new();
+        let base = match &config.endpoint {
+            Endpoint::Region(r) => {
+                check_region(r)?;
+                url::Url::parse(&format!("https://{}/", bucket_host(r)))
+                    .map_err(|e| CosError::InvalidInput(format!("invalid bucket or region: {e}")))?
+            }
+            Endpoint::RegionVia { region, via } => {
+                check_region(region)?;
+                let mut u = checked_endpoint(via)?;
+                let addr = via
+                    .socket_addrs(|| None)
+                    .ok()
+                    .and_then(|a| a.into_iter().next())
+                    .ok_or_else(|| {
+                        CosError::InvalidInput(format!("cannot resolve the endpoint {via}"))
+                    })?;
+                u.set_host(Some(&bucket_host(region))).map_err(|e| {
+                    CosError::InvalidInput(format!("invalid bucket or region: {e}"))
+                })?;
+                resolve.push((bucket_host(region), addr));
+                resolve.push((SERVICE_HOST.to_string(), addr));
+                u
+            }
+            Endpoint::Url(u) => checked_endpoint(u)?,
+        };
         let region = match &config.endpoint {
-            Endpoint::Region(r) => r.clone(),
+            Endpoint::Region(r) | Endpoint::RegionVia { region: r, .. } => r.clone(),
             Endpoint::Url(_) => config
                 .region
                 .clone()
@@ -700,6 +770,9 @@ impl CosClient {
         {
             builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         }
+        for (host, addr) in &resolve {
+            builder = builder.resolve(host, *addr);
+        }
         let http = builder
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
@@ -713,7 +786,12 @@ impl CosClient {
             .map_err(|e| CosError::InvalidInput(format!("cannot build HTTP client: {e}")))?;
         let service_base = match &config.endpoint {
             Endpoint::Region(_) => {
-                url::Url::parse("https://service.cos.myqcloud.com/").expect("a valid URL")
+                url::Url::parse(&format!("https://{SERVICE_HOST}/")).expect("a valid URL")
+            }
+            Endpoint::RegionVia { .. } => {
+                let mut u = base.clone();
+                u.set_host(Some(SERVICE_HOST)).expect("a valid host");
+                u
             }
             Endpoint::Url(_) => base.clone(),
         };
@@ -1013,6 +1091,28 @@ impl CosClient {
         .await
     }
 
+    /// PUT or DELETE Bucket under the retry policy; a repeated attempt whose answer is
+    /// `done_code` means an earlier attempt did the work.
+    async fn bucket_call(
+        &self,
+        op: &'static str,
+        method: Method,
+        done_code: &str,
+    ) -> Result<(), CosError> {
+        let req = Request::new(op, method, None);
+        self.with_retry(op, &self.config.bucket, true, |attempt| {
+            let req = &req;
+            async move {
+                match self.attempt(req).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if attempt > 1 && e.code() == Some(done_code) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await
+    }
+
     fn copy_source(&self, key: &str) -> String {
         format!(
             "{}/{}",
@@ -1245,6 +1345,18 @@ impl ObjectClient for CosClient {
         Ok(())
     }
 
+    async fn put_bucket(&self) -> Result<(), CosError> {
+        // A repeat finding the bucket made: the attempt before made it, its answer was lost.
+        self.bucket_call("PUT Bucket", Method::PUT, "BucketAlreadyOwnedByYou")
+            .await
+    }
+
+    async fn delete_bucket(&self) -> Result<(), CosError> {
+        // A repeat finding the bucket gone: the attempt before deleted it.
+        self.bucket_call("DELETE Bucket", Method::DELETE, "NoSuchBucket")
+            .await
+    }
+
     async fn list_buckets(&self) -> Result<Vec<BucketSummary>, CosError> {
         let mut req = Request::new("GET Service", Method::GET, None);
         req.service = true;
@@ -1256,6 +1368,7 @@ impl ObjectClient for CosClient {
             .map(|b| BucketSummary {
                 name: b.name,
                 location: b.location,
+                creation_date: b.creation_date,
             })
             .collect())
     }
@@ -1689,5 +1802,56 @@ mod tests {
             .url_for(&c.base, None, &[("prefix".into(), "a b+c".into())])
             .unwrap();
         assert_eq!(u.query(), Some("prefix=a%20b%2Bc"));
+    }
+
+    #[test]
+    fn a_region_via_an_address_keeps_cos_host_names() {
+        let via = |bucket: &str| {
+            CosClient::new(ClientConfig {
+                bucket: bucket.into(),
+                endpoint: Endpoint::RegionVia {
+                    region: "ap-beijing".into(),
+                    via: "http://127.0.0.1:9000".parse().unwrap(),
+                },
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let c = via("b-1250000000");
+        assert_eq!(
+            c.base.as_str(),
+            "http://b-1250000000.cos.ap-beijing.myqcloud.com:9000/"
+        );
+        assert_eq!(
+            c.service_base.as_str(),
+            "http://service.cos.myqcloud.com:9000/"
+        );
+        assert_eq!(
+            c.copy_source_host,
+            "b-1250000000.cos.ap-beijing.myqcloud.com"
+        );
+        // A client for GET Service alone has no bucket host.
+        assert_eq!(
+            via("").base.as_str(),
+            "http://service.cos.myqcloud.com:9000/"
+        );
+        let region = CosClient::new(ClientConfig {
+            bucket: String::new(),
+            endpoint: Endpoint::Region("ap-beijing".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(region.base.as_str(), "https://service.cos.myqcloud.com/");
+        assert!(
+            CosClient::new(ClientConfig {
+                bucket: "b-1".into(),
+                endpoint: Endpoint::RegionVia {
+                    region: "Bad Region".into(),
+                    via: "http://127.0.0.1:9000".parse().unwrap(),
+                },
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 }

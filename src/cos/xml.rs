@@ -337,4 +337,29 @@ mod tests {
         let r: ListMultipartUploadsResult = from_str(doc).unwrap();
         assert_eq!(r.upload[0].upload_id, "u1");
     }
+
+    #[test]
+    fn list_all_my_buckets_from_the_documentation() {
+        // cos-protocol.md §3.9, with a second bucket as in COS's GET Service examples.
+        let doc = "<ListAllMyBucketsResult>\n  <Owner><ID>qcs::cam::uin/100000000001:uin/100000000001</ID><DisplayName>100000000001</DisplayName></Owner>\n  <Buckets><Bucket><Name>examplebucket-1250000000</Name><Location>ap-beijing</Location><CreationDate>2019-05-24T11:20:10Z</CreationDate></Bucket><Bucket><Name>examplebucket3-1250000000</Name><Location>eu-frankfurt</Location><CreationDate>2019-05-24T11:53:50Z</CreationDate></Bucket></Buckets>\n</ListAllMyBucketsResult>";
+        let r: ListAllMyBucketsResult = from_str(doc).unwrap();
+        let b = &r.buckets.bucket;
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (
+                b[0].name.as_str(),
+                b[0].location.as_str(),
+                b[0].creation_date.as_str()
+            ),
+            (
+                "examplebucket-1250000000",
+                "ap-beijing",
+                "2019-05-24T11:20:10Z"
+            )
+        );
+        assert_eq!(b[1].location, "eu-frankfurt");
+        let none: ListAllMyBucketsResult =
+            from_str("<ListAllMyBucketsResult><Buckets/></ListAllMyBucketsResult>").unwrap();
+        assert!(none.buckets.bucket.is_empty());
+    }
 }

@@ -4,7 +4,7 @@
 //! Syntax: comma-separated rules `OP:ACTION:WHEN`.
 //! - `OP`: `any`, `get`, `head`, `put`, `put_part`, `part_copy`, `copy`, `list`, `delete`,
 //!   `delete_multi`, `initiate`, `complete`, `abort`, `list_parts`, `list_uploads`,
-//!   `head_bucket`, `service`; `write` matches put, put_part, part_copy, copy, initiate and
+//!   `head_bucket`, `put_bucket`, `delete_bucket`, `service`; `write` matches put, put_part, part_copy, copy, initiate and
 //!   complete.
 //! - `ACTION`: `503` (SlowDown), `500` (InternalError), `520`, `reset` (cut the connection
 //!   mid-body), `stall` (never answer), `error200` (a 200 whose body is an `<Error>`; only
@@ -60,6 +60,8 @@ const OPS: &[&str] = &[
     "list_parts",
     "list_uploads",
     "head_bucket",
+    "put_bucket",
+    "delete_bucket",
     "service",
 ];
 

@@ -37,8 +37,10 @@ pub struct EmulatorConfig {
     pub secret_key: Secret,
     /// When set, every request must carry this `x-cos-security-token` (temporary credentials).
     pub session_token: Option<Secret>,
-    /// `name-appid`; the first is the default bucket for IP / localhost hosts.
+    /// `name-appid`, or `name-appid@region` for a bucket in a region of its own; the first is
+    /// the default bucket for IP / localhost hosts.
     pub buckets: Vec<String>,
+    /// The region of buckets given without one.
     pub region: String,
     /// Initial fault rules (faults.rs syntax).
     pub faults: Option<String>,
@@ -78,6 +80,32 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Splits a `--bucket` value, `name-appid` or `name-appid@region`, checking both parts.
+pub fn parse_bucket_spec(spec: &str) -> Result<(String, Option<String>), String> {
+    let (name, region) = match spec.split_once('@') {
+        Some((n, r)) => (n, Some(r)),
+        None => (spec, None),
+    };
+    validate_bucket_name(name)?;
+    if let Some(r) = region
+        && !valid_region(r)
+    {
+        return Err(format!(
+            "bucket {spec:?}: region {r:?} is not a region name (lowercase letters, digits, dashes, e.g. ap-beijing)"
+        ));
+    }
+    Ok((name.to_string(), region.map(str::to_string)))
+}
+
+/// Region names: `ap-guangzhou`, `eu-frankfurt`, `ap-shenzhen-fsi`.
+pub fn valid_region(r: &str) -> bool {
+    !r.is_empty()
+        && !r.starts_with('-')
+        && !r.ends_with('-')
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// A running emulator; dropping it stops the server.
 pub struct Emulator {
     addr: SocketAddr,
@@ -95,20 +123,38 @@ impl Emulator {
                 "at least one --bucket is required",
             ));
         }
+        let mut specs = Vec::new();
         for b in &config.buckets {
-            validate_bucket_name(b).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+            specs.push(
+                parse_bucket_spec(b).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?,
+            );
+        }
+        if !valid_region(&config.region) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--region {:?} is not a region name", config.region),
+            ));
         }
         std::fs::create_dir_all(&config.data_dir)?;
-        let mut buckets = Vec::new();
-        for name in &config.buckets {
-            buckets.push(Arc::new(Bucket::open(
-                &config.data_dir,
-                name,
-                &config.region,
-            )?));
+        let mut buckets: Vec<Arc<Bucket>> = Vec::new();
+        for (name, region) in &specs {
+            if buckets.iter().any(|b| b.name == *name) {
+                continue;
+            }
+            let region = region.as_deref().unwrap_or(&config.region);
+            buckets.push(Arc::new(Bucket::open(&config.data_dir, name, region)?));
+        }
+        // Buckets made by PUT Bucket in an earlier run, unless the command line names them.
+        for (name, region) in Bucket::made_by_put(&config.data_dir)? {
+            if validate_bucket_name(&name).is_ok() && !buckets.iter().any(|b| b.name == name) {
+                buckets.push(Arc::new(Bucket::open(&config.data_dir, &name, &region)?));
+            }
         }
         let state = Arc::new(State::new(
             buckets,
+            specs[0].0.clone(),
+            config.data_dir.clone(),
+            config.region.clone(),
             config.secret_id.clone(),
             config.secret_key.clone(),
             config.session_token.clone(),
@@ -195,9 +241,7 @@ impl Emulator {
     /// Number of objects in `bucket` (for tests that check nothing was stored).
     pub fn object_count(&self, bucket: &str) -> usize {
         self.state
-            .buckets
-            .iter()
-            .find(|b| b.name == bucket)
+            .bucket(bucket)
             .map(|b| b.object_count())
             .unwrap_or(0)
     }
@@ -205,11 +249,18 @@ impl Emulator {
     /// Multipart uploads in progress in `bucket`.
     pub fn upload_count(&self, bucket: &str) -> usize {
         self.state
-            .buckets
-            .iter()
-            .find(|b| b.name == bucket)
+            .bucket(bucket)
             .map(|b| b.list_uploads().len())
             .unwrap_or(0)
+    }
+
+    /// The buckets served now, with their regions, in the order GET Service lists them.
+    pub fn buckets(&self) -> Vec<(String, String)> {
+        self.state
+            .buckets()
+            .iter()
+            .map(|b| (b.name.clone(), b.region.clone()))
+            .collect()
     }
 
     pub fn stop(&self) {
@@ -222,6 +273,31 @@ impl Drop for Emulator {
         self.stop();
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_specs_with_and_without_a_region() {
+        assert_eq!(
+            parse_bucket_spec("a-1250000000").unwrap(),
+            ("a-1250000000".to_string(), None)
+        );
+        assert_eq!(
+            parse_bucket_spec("a-1250000000@ap-beijing").unwrap(),
+            ("a-1250000000".to_string(), Some("ap-beijing".to_string()))
+        );
+        for bad in [
+            "a-1250000000@",
+            "a-1250000000@AP",
+            "a-1250000000@-x",
+            "A-1@ap-beijing",
+        ] {
+            assert!(parse_bucket_spec(bad).is_err(), "{bad}");
         }
     }
 }

@@ -50,9 +50,20 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 /// Chunk size when streaming a GET body.
 const READ_CHUNK: u64 = 1024 * 1024;
 
+/// COS's limit of buckets per account (开发者指南, 创建存储桶: "up to 200 buckets").
+const MAX_BUCKETS: usize = 200;
+/// The longest virtual host of a bucket, `<name>-<appid>.cos.<region>.myqcloud.com` (same page).
+const MAX_BUCKET_HOST: usize = 60;
+
 /// Everything the handlers share.
 pub struct State {
-    pub buckets: Vec<Arc<Bucket>>,
+    /// The buckets served, in the order GET Service lists them; PUT and DELETE Bucket change it.
+    buckets: parking_lot::RwLock<Vec<Arc<Bucket>>>,
+    /// The bucket of requests whose Host is an IP address or `localhost` (the first `--bucket`).
+    default_bucket: String,
+    data_dir: std::path::PathBuf,
+    /// The region of a bucket made by a PUT Bucket whose Host names none.
+    default_region: String,
     pub secret_id: String,
     pub secret_key: Secret,
     pub session_token: Option<Secret>,
@@ -62,15 +73,22 @@ pub struct State {
 }
 
 impl State {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         buckets: Vec<Arc<Bucket>>,
+        default_bucket: String,
+        data_dir: std::path::PathBuf,
+        default_region: String,
         secret_id: String,
         secret_key: Secret,
         session_token: Option<Secret>,
         debug: bool,
     ) -> Self {
         State {
-            buckets,
+            buckets: parking_lot::RwLock::new(buckets),
+            default_bucket,
+            data_dir,
+            default_region,
             secret_id,
             secret_key,
             session_token,
@@ -93,8 +111,12 @@ impl State {
         self.stats.lock().clear();
     }
 
-    fn bucket(&self, name: &str) -> Option<Arc<Bucket>> {
-        self.buckets.iter().find(|b| b.name == name).cloned()
+    pub fn bucket(&self, name: &str) -> Option<Arc<Bucket>> {
+        self.buckets.read().iter().find(|b| b.name == name).cloned()
+    }
+
+    pub fn buckets(&self) -> Vec<Arc<Bucket>> {
+        self.buckets.read().clone()
     }
 }
 
@@ -162,6 +184,11 @@ fn hv(s: &str) -> HeaderValue {
 /// The parsed request, after routing.
 struct Ctx {
     method: Method,
+    /// The bucket named (by the Host or a path-style path); `None` for the service.
+    target: Option<String>,
+    /// The region the Host names (`….cos.<region>.myqcloud.com`), if it names one.
+    host_region: Option<String>,
+    /// The bucket named, when it exists (only PUT Bucket names one that does not).
     bucket: Option<Arc<Bucket>>,
     key: String,
     params: Vec<(String, String)>,
@@ -282,6 +309,22 @@ fn is_service_host(host: &str) -> bool {
     host.starts_with("service.cos.") || host.starts_with("cos.")
 }
 
+/// The region a COS host names after the bucket label: `cos.<region>.myqcloud.com`,
+/// `cos.<region>.tencentcos.cn` and `cos-internal.<region>.tencentcos.cn` (§1). Other hosts
+/// (`service.cos.myqcloud.com`, global acceleration, `localhost` forms) name none.
+fn region_of_host(host: &str) -> Option<String> {
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels[..] {
+        ["cos", region, "myqcloud", "com"]
+        | ["cos" | "cos-internal", region, "tencentcos", "cn"]
+            if region != "accelerate" && crate::emulator::valid_region(region) =>
+        {
+            Some(region.to_string())
+        }
+        _ => None,
+    }
+}
+
 async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
     let (parts, body) = req.into_parts();
     let header_bytes: usize = parts
@@ -320,36 +363,43 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
 
     // Routing (Appendix A): IP or localhost → the default bucket; the service host → GET
     // Service or path style; otherwise the first label of the host names the bucket.
-    let (bucket, key) = if is_ip_or_localhost(&host) {
-        (Some(state.buckets[0].clone()), rel_path.to_string())
+    let (target, key, host_region) = if is_ip_or_localhost(&host) {
+        (
+            Some(state.default_bucket.clone()),
+            rel_path.to_string(),
+            None,
+        )
     } else if is_service_host(&host) {
-        let rest = rel_path;
-        if rest.is_empty() {
-            (None, String::new())
+        let region = region_of_host(&host);
+        if rel_path.is_empty() {
+            (None, String::new(), region)
         } else {
-            let (b, k) = rest.split_once('/').unwrap_or((rest, ""));
-            match state.bucket(b) {
-                Some(b) => (Some(b), k.to_string()),
-                None => {
-                    return Err(
-                        err(404, "NoSuchBucket", format!("bucket {b} does not exist")).into(),
-                    );
-                }
-            }
+            let (b, k) = rel_path.split_once('/').unwrap_or((rel_path, ""));
+            (Some(b.to_string()), k.to_string(), region)
         }
     } else {
-        let label = host.split('.').next().unwrap_or_default();
-        match state.bucket(label) {
-            Some(b) => (Some(b), rel_path.to_string()),
-            None => {
-                return Err(err(
-                    404,
-                    "NoSuchBucket",
-                    format!("bucket {label} does not exist"),
-                )
-                .into());
+        let (label, rest) = host.split_once('.').unwrap_or((&host, ""));
+        (
+            Some(label.to_string()),
+            rel_path.to_string(),
+            region_of_host(rest),
+        )
+    };
+    // PUT Bucket is the one request naming a bucket that need not exist.
+    let creates_bucket = parts.method == Method::PUT && key.is_empty();
+    let bucket = match &target {
+        None => None,
+        Some(name) => match state.bucket(name) {
+            // A bucket is reached at its own region's endpoint only: elsewhere COS answers
+            // NoSuchBucket (users' reports; not in COS's documentation).
+            Some(b) if host_region.as_ref().is_none_or(|r| *r == b.region) => Some(b),
+            Some(_) | None if creates_bucket => state.bucket(name),
+            _ => {
+                return Err(
+                    err(404, "NoSuchBucket", format!("bucket {name} does not exist")).into(),
+                );
             }
-        }
+        },
     };
 
     // Authentication (§2.6).
@@ -448,6 +498,8 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
 
     let ctx = Ctx {
         method: parts.method.clone(),
+        target,
+        host_region,
         bucket,
         key,
         params,
@@ -536,7 +588,9 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
     }
 
     match op {
-        "service" => list_buckets(state),
+        "service" => list_buckets(state, &ctx),
+        "put_bucket" => put_bucket(state, &ctx, body).await,
+        "delete_bucket" => delete_bucket(state, &ctx),
         "head_bucket" => {
             let b = ctx.bucket()?;
             let mut r = status_only(200);
@@ -574,7 +628,7 @@ async fn process(state: &Arc<State>, req: hyper::Request<Incoming>) -> Handled {
 /// Names the operation (for statistics and fault rules).
 fn operation(ctx: &Ctx) -> Result<&'static str, ApiError> {
     let m = &ctx.method;
-    if ctx.bucket.is_none() {
+    if ctx.target.is_none() {
         return if *m == Method::GET {
             Ok("service")
         } else {
@@ -591,6 +645,8 @@ fn operation(ctx: &Ctx) -> Result<&'static str, ApiError> {
             Method::GET if ctx.has("uploads") => Ok("list_uploads"),
             Method::GET => Ok("list"),
             Method::POST if ctx.has("delete") => Ok("delete_multi"),
+            Method::PUT if !ctx.headers.contains_key("x-cos-copy-source") => Ok("put_bucket"),
+            Method::DELETE if !ctx.has("uploadId") => Ok("delete_bucket"),
             _ => Err(err(
                 501,
                 "NotImplemented",
@@ -1501,20 +1557,114 @@ fn prefix_successor(p: &str) -> Option<String> {
     None
 }
 
-fn list_buckets(state: &State) -> Handled {
+/// GET Service (§3.9): every bucket, or those of one region when the host names a region
+/// (`cos.<region>.myqcloud.com`) or the `region` parameter (the Python SDK's `Region=`) does.
+fn list_buckets(state: &State, ctx: &Ctx) -> Handled {
+    let region = ctx.param("region").filter(|r| !r.is_empty());
+    let region = region.or(ctx.host_region.as_deref());
     let mut s = String::from(
         "<?xml version='1.0' encoding='utf-8' ?>\n<ListAllMyBucketsResult><Owner><ID>qcs::cam::uin/100000000001:uin/100000000001</ID><DisplayName>100000000001</DisplayName></Owner><Buckets>",
     );
-    for b in &state.buckets {
+    for b in state.buckets().iter() {
+        if region.is_some_and(|r| r != b.region) {
+            continue;
+        }
+        // Seconds, as COS writes it (`2019-05-24T10:56:40Z`).
+        let created = format_iso8601(UNIX_EPOCH + Duration::from_secs(b.created_ms / 1000));
         s.push_str(&format!(
-            "<Bucket><Name>{}</Name><Location>{}</Location><CreationDate>{}</CreationDate><BucketType>cos</BucketType></Bucket>",
+            "<Bucket><Name>{}</Name><Location>{}</Location><CreationDate>{}Z</CreationDate><BucketType>cos</BucketType></Bucket>",
             escape(&b.name),
             escape(&b.region),
-            format_iso8601(UNIX_EPOCH + Duration::from_millis(b.created_ms))
+            created.trim_end_matches(".000Z")
         ));
     }
     s.push_str("</Buckets></ListAllMyBucketsResult>");
     Ok(xml_response(200, s))
+}
+
+/// Why a name cannot be a new bucket in `region` (COS's rules, 开发者指南 创建存储桶 and
+/// cos-protocol.md §1): `<name>-<appid>` of lowercase letters, digits and dashes, not starting
+/// or ending with a dash, a numeric APPID, and a virtual host of at most 60 characters.
+fn new_bucket_name_problem(name: &str, region: &str) -> Option<ApiError> {
+    let well_formed = name.rsplit_once('-').is_some_and(|(n, appid)| {
+        !n.is_empty()
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !appid.is_empty()
+            && appid.bytes().all(|b| b.is_ascii_digit())
+    });
+    if !well_formed {
+        return Some(err(
+            400,
+            "InvalidBucketName",
+            "The specified bucket name is invalid: use <name>-<appid> with lowercase letters, digits and dashes, not starting or ending with a dash",
+        ));
+    }
+    let host = format!("{name}.cos.{region}.myqcloud.com");
+    if host.len() > MAX_BUCKET_HOST {
+        return Some(err(
+            400,
+            "BucketNameTooLong",
+            format!("{host} is longer than {MAX_BUCKET_HOST} characters"),
+        ));
+    }
+    None
+}
+
+/// PUT Bucket (COS API documentation, PUT Bucket): a new, empty bucket in the region its host names (the emulator's
+/// `--region` for a host that names none). ACL headers and a `CreateBucketConfiguration`
+/// body are accepted and ignored.
+async fn put_bucket(state: &State, ctx: &Ctx, body: Incoming) -> Handled {
+    let name = ctx.target.as_deref().unwrap_or_default();
+    let region = ctx
+        .host_region
+        .clone()
+        .unwrap_or_else(|| state.default_region.clone());
+    small_body(body, 64 << 10).await?;
+    let mut buckets = state.buckets.write();
+    if buckets.iter().any(|b| b.name == name) {
+        // Every bucket here is the one account's; another account's name would be
+        // BucketAlreadyExists.
+        return Err(err(
+            409,
+            "BucketAlreadyOwnedByYou",
+            "The specified bucket already exists and was created by the current account.",
+        )
+        .into());
+    }
+    if let Some(e) = new_bucket_name_problem(name, &region) {
+        return Err(e.into());
+    }
+    if buckets.len() >= MAX_BUCKETS {
+        return Err(err(
+            400,
+            "TooManyBuckets",
+            format!("an account has at most {MAX_BUCKETS} buckets"),
+        )
+        .into());
+    }
+    let bucket = Bucket::create(&state.data_dir, name, &region).map_err(internal)?;
+    buckets.push(Arc::new(bucket));
+    Ok(status_only(200))
+}
+
+/// DELETE Bucket (COS API documentation, DELETE Bucket): only an empty bucket, without objects
+/// or incomplete multipart uploads.
+fn delete_bucket(state: &State, ctx: &Ctx) -> Handled {
+    let b = ctx.bucket()?;
+    let mut buckets = state.buckets.write();
+    if !b.remove_if_empty(&state.data_dir).map_err(internal)? {
+        return Err(err(
+            409,
+            "BucketNotEmpty",
+            "The bucket you tried to delete is not empty (objects or incomplete multipart uploads).",
+        )
+        .into());
+    }
+    buckets.retain(|x| !Arc::ptr_eq(x, b));
+    Ok(status_only(204))
 }
 
 async fn delete_multiple(ctx: &Ctx, body: Incoming) -> Handled {
@@ -2083,6 +2233,57 @@ mod tests {
             let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
             assert!(keys.contains(&"c\u{E000}"), "{keys:?}");
         });
+    }
+
+    #[test]
+    fn regions_of_hosts() {
+        assert_eq!(
+            region_of_host("cos.ap-beijing.myqcloud.com").as_deref(),
+            Some("ap-beijing")
+        );
+        assert_eq!(
+            region_of_host("cos-internal.ap-shenzhen-fsi.tencentcos.cn").as_deref(),
+            Some("ap-shenzhen-fsi")
+        );
+        for none in [
+            "service.cos.myqcloud.com",
+            "cos.accelerate.myqcloud.com",
+            "localhost",
+            "cos.localhost",
+            "anything.example.com",
+        ] {
+            assert_eq!(region_of_host(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn new_bucket_names() {
+        assert!(new_bucket_name_problem("photos-1250000000", "ap-beijing").is_none());
+        // The documented longest: 60 characters of host.
+        assert!(
+            new_bucket_name_problem("123456789012345678901-1250000000", "ap-beijing").is_none()
+        );
+        assert_eq!(
+            new_bucket_name_problem("1234567890123456789012-1250000000", "ap-beijing")
+                .unwrap()
+                .code,
+            "BucketNameTooLong"
+        );
+        for bad in [
+            "nodash",
+            "-lead-1250000000",
+            "trail--1250000000",
+            "Upper-1250000000",
+            "under_score-1250000000",
+            "name-appid",
+            "dot.ted-1250000000",
+        ] {
+            assert_eq!(
+                new_bucket_name_problem(bad, "ap-beijing").map(|e| e.code),
+                Some("InvalidBucketName"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

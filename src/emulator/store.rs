@@ -11,6 +11,11 @@
 //! removed. A crash leaves either the old or the new object, plus garbage that the next start
 //! deletes. The in-memory index (a `BTreeMap`, for ordered listings) is rebuilt from the
 //! metadata files at start. SSE-C keys are never stored: only a salted HMAC of the key.
+//!
+//! A bucket made by PUT Bucket has a `region` file naming its region, so that it is served
+//! again after a restart (buckets named by `--bucket` are served because the command line
+//! says so, in the region it gives). DELETE Bucket renames the bucket's directory to a
+//! `.deleted-*` name at once, then removes it; the next start removes what a crash left.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -154,6 +159,11 @@ fn key_file_name(key: &str) -> String {
     format!("{}.json", hex::encode(Sha1::digest(key.as_bytes())))
 }
 
+/// The file naming the region of a bucket made by PUT Bucket.
+const REGION_FILE: &str = "region";
+/// What a deleted bucket's directory is renamed to before it is removed.
+const DELETED_PREFIX: &str = ".deleted-";
+
 /// One bucket.
 pub struct Bucket {
     pub name: String,
@@ -255,6 +265,51 @@ impl Bucket {
             objects: RwLock::new(objects),
             uploads: Mutex::new(uploads),
         })
+    }
+
+    /// Makes a new, empty bucket (PUT Bucket) that later starts serve again in `region`.
+    pub fn create(data_dir: &Path, name: &str, region: &str) -> io::Result<Bucket> {
+        let root = data_dir.join(name);
+        if root.exists() {
+            // Left by a bucket of that name that the command line no longer names.
+            fs::remove_dir_all(&root)?;
+        }
+        fs::create_dir_all(&root)?;
+        write_atomic(&root.join(REGION_FILE), region.as_bytes())?;
+        Bucket::open(data_dir, name, region)
+    }
+
+    /// The buckets PUT Bucket made under `data_dir` (name and region), and removes what an
+    /// interrupted DELETE Bucket left.
+    pub fn made_by_put(data_dir: &Path) -> io::Result<Vec<(String, String)>> {
+        let mut found = Vec::new();
+        for e in fs::read_dir(data_dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(DELETED_PREFIX) {
+                let _ = fs::remove_dir_all(e.path());
+                continue;
+            }
+            if let Ok(region) = fs::read_to_string(e.path().join(REGION_FILE)) {
+                found.push((name, region.trim().to_string()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// DELETE Bucket: removes the bucket if it holds no object and no multipart upload
+    /// (both index locks held, so nothing is added meanwhile). False if not empty.
+    pub fn remove_if_empty(&self, data_dir: &Path) -> io::Result<bool> {
+        let objects = self.objects.write();
+        let uploads = self.uploads.lock();
+        if !objects.is_empty() || !uploads.is_empty() {
+            return Ok(false);
+        }
+        let gone = data_dir.join(format!("{DELETED_PREFIX}{}", random_hex(8)));
+        fs::rename(&self.root, &gone)?;
+        let _ = fs::remove_dir_all(&gone);
+        Ok(true)
     }
 
     pub fn tmp_path(&self) -> PathBuf {

@@ -48,6 +48,10 @@ pub enum FsError {
     XattrsOff,
     #[error("the file is open for reading by FUSE passthrough; close it to write it")]
     Busy,
+    #[error("invalid cross-device link: {0}")]
+    CrossDevice(&'static str),
+    #[error("the account has as many buckets as COS allows")]
+    BucketQuota,
     #[error("COS request failed: {0}")]
     Cos(#[from] CosError),
     #[error("local I/O error: {0}")]
@@ -74,6 +78,21 @@ impl FsError {
             FsError::Archived
         } else {
             FsError::Cos(e)
+        }
+    }
+
+    /// Maps a COS error from PUT or DELETE Bucket (mkdir and rmdir at the top of a mount of
+    /// every bucket). A name taken by another account is as taken as one of ours.
+    pub fn from_bucket_call(e: CosError) -> Self {
+        match e.code() {
+            Some("BucketAlreadyExists" | "BucketAlreadyOwnedByYou") => FsError::Exists,
+            Some("BucketNotEmpty") => FsError::NotEmpty,
+            Some("InvalidBucketName" | "BucketNameTooLong") => {
+                FsError::Invalid("COS refuses this bucket name")
+            }
+            Some("NoSuchBucket") => FsError::NotFound,
+            Some("TooManyBuckets") => FsError::BucketQuota,
+            _ => FsError::Cos(e),
         }
     }
 
@@ -115,6 +134,11 @@ impl FsError {
             // ENOSYS, which the kernel turns into EOPNOTSUPP for the program and remembers, so
             // it stops asking (for security.capability on every write, for one).
             FsError::XattrsOff => libc::ENOSYS,
+            // rename(2) between two buckets: EXDEV, so mv copies and deletes instead.
+            FsError::CrossDevice(_) => libc::EXDEV,
+            // mkdir(2): "the user's quota of ... inodes on the file system has been exhausted";
+            // COS allows an account a fixed number of buckets.
+            FsError::BucketQuota => libc::EDQUOT,
             FsError::Cos(e) => match e.status() {
                 Some(403) => libc::EACCES,
                 _ => libc::EIO,
@@ -157,5 +181,19 @@ mod tests {
         );
         assert_eq!(FsError::from_read(svc(503, "SlowDown")).errno(), libc::EIO);
         assert_eq!(FsError::Cos(svc(403, "AccessDenied")).errno(), libc::EACCES);
+    }
+
+    #[test]
+    fn bucket_errors_map_to_directory_errnos() {
+        let errno = |status, code| FsError::from_bucket_call(svc(status, code)).errno();
+        assert_eq!(errno(409, "BucketAlreadyExists"), libc::EEXIST);
+        assert_eq!(errno(409, "BucketAlreadyOwnedByYou"), libc::EEXIST);
+        assert_eq!(errno(409, "BucketNotEmpty"), libc::ENOTEMPTY);
+        assert_eq!(errno(400, "InvalidBucketName"), libc::EINVAL);
+        assert_eq!(errno(400, "BucketNameTooLong"), libc::EINVAL);
+        assert_eq!(errno(404, "NoSuchBucket"), libc::ENOENT);
+        assert_eq!(errno(400, "TooManyBuckets"), libc::EDQUOT);
+        assert_eq!(errno(403, "AccessDenied"), libc::EACCES);
+        assert_eq!(errno(503, "SlowDown"), libc::EIO);
     }
 }

@@ -21,9 +21,11 @@ mod lookup;
 pub mod meta_cache;
 mod namespace;
 pub mod open_file;
+pub mod operations;
 pub mod ranges;
 pub mod read;
 mod readdir;
+pub mod service;
 mod setattr;
 pub mod write;
 pub mod xattr;
@@ -188,6 +190,18 @@ pub struct StatFs {
     pub ffree: u64,
     pub bsize: u32,
     pub namelen: u32,
+}
+
+impl StatFs {
+    /// What every mount reports.
+    pub const FIGURES: StatFs = StatFs {
+        blocks: 1 << 40,
+        bfree: 1 << 40,
+        files: 1 << 32,
+        ffree: 1 << 32,
+        bsize: 4096,
+        namelen: dir::NAME_MAX as u32,
+    };
 }
 
 #[derive(Clone)]
@@ -422,14 +436,7 @@ impl Filesystem {
     }
 
     pub fn statfs(&self) -> StatFs {
-        StatFs {
-            blocks: 1 << 40,
-            bfree: 1 << 40,
-            files: 1 << 32,
-            ffree: 1 << 32,
-            bsize: 4096,
-            namelen: dir::NAME_MAX as u32,
-        }
+        StatFs::FIGURES
     }
 
     /// At unmount: commits every dirty file still open (or aborts its upload).

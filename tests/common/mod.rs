@@ -45,6 +45,21 @@ impl TestEmulator {
         self.emulator.endpoint()
     }
 
+    /// The default bucket's name (the first `--bucket`, without an `@region`).
+    pub fn bucket(&self) -> &str {
+        let first = &self.config.buckets[0];
+        first.split('@').next().unwrap_or(first)
+    }
+
+    /// The emulator's credentials as `--credential` takes them.
+    pub fn credential_arg(&self) -> String {
+        format!(
+            "hmac:{}:{}",
+            self.config.secret_id,
+            self.config.secret_key.expose()
+        )
+    }
+
     pub fn credentials(&self) -> Credentials {
         let c = Credentials::new(
             self.config.secret_id.clone(),
@@ -58,7 +73,7 @@ impl TestEmulator {
 
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig {
-            bucket: self.config.buckets[0].clone(),
+            bucket: self.bucket().to_string(),
             endpoint: Endpoint::Url(self.endpoint().parse().unwrap()),
             credentials: self.credentials(),
             retry: RetryPolicy {
@@ -131,7 +146,7 @@ pub fn sdk(emu: &TestEmulator, args: &[&str]) -> std::process::Output {
         .env("SDK_PORT", emu.emulator.addr().port().to_string())
         .env("SDK_SECRET_ID", &emu.config.secret_id)
         .env("SDK_SECRET_KEY", emu.config.secret_key.expose())
-        .env("SDK_BUCKET", &emu.config.buckets[0])
+        .env("SDK_BUCKET", emu.bucket())
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
         .output()

@@ -50,13 +50,29 @@ impl Mount {
         dir: tempfile::TempDir,
         mountpoint: PathBuf,
     ) -> Mount {
+        let mut cmd = Self::command(emu, &dir, env);
+        cmd.arg(emu.bucket()).arg(&mountpoint).args(extra);
+        Self::spawn(cmd, dir, mountpoint)
+    }
+
+    /// Mounts every bucket of the emulator (`--all-buckets`), with `extra` options and `env`
+    /// added.
+    pub fn start_all_buckets(emu: &TestEmulator, extra: &[&str], env: &[(&str, &str)]) -> Mount {
+        let dir = tempfile::tempdir().unwrap();
+        let mountpoint = dir.path().join("mnt");
+        std::fs::create_dir(&mountpoint).unwrap();
+        let mut cmd = Self::command(emu, &dir, env);
+        cmd.arg("--all-buckets").arg(&mountpoint).args(extra);
+        Self::spawn(cmd, dir, mountpoint)
+    }
+
+    /// A foreground cosmount for the emulator, with its credentials in the environment; the
+    /// caller adds what to mount where.
+    fn command(emu: &TestEmulator, dir: &tempfile::TempDir, env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(cosmount_bin());
-        cmd.arg(&emu.config.buckets[0])
-            .arg(&mountpoint)
-            .args(["--endpoint", &emu.endpoint(), "--foreground"])
+        cmd.args(["--endpoint", &emu.endpoint(), "--foreground"])
             .args(["--cache-dir", &dir.path().join("cache").to_string_lossy()])
             .args(["--retry-base-delay", "5ms"])
-            .args(extra)
             .env("COS_SECRET_ID", &emu.config.secret_id)
             .env("COS_SECRET_KEY", emu.config.secret_key.expose())
             .env_remove("COS_SESSION_TOKEN")
@@ -68,7 +84,7 @@ impl Mount {
             cmd.env("COS_SESSION_TOKEN", t.expose());
         }
         cmd.envs(env.iter().copied());
-        Self::spawn(cmd, dir, mountpoint)
+        cmd
     }
 
     /// Runs `cmd` (a foreground cosmount with every argument its caller chose) and waits for

@@ -2,12 +2,18 @@
 write objects the way other COS clients do and to check what cosmount stored.
 
 Environment: SDK_PORT (emulator port, reached as a proxy so requests carry real COS host names),
-SDK_SECRET_ID, SDK_SECRET_KEY, SDK_BUCKET, optional SDK_TOKEN.
+SDK_SECRET_ID, SDK_SECRET_KEY, SDK_BUCKET, optional SDK_TOKEN. Every command takes
+--bucket B (instead of SDK_BUCKET) and --region R (default ap-guangzhou): the SDK reaches a
+bucket at its region's host name, as it reaches COS.
 
   sdk_tool.py put KEY FILE [--meta name=value ...] [--storage-class C] [--sse-c-key-b64 K]
   sdk_tool.py md5 KEY [--sse-c-key-b64 K]        prints the md5 of the object's bytes
   sdk_tool.py get KEY [--sse-c-key-b64 K]        writes the object's bytes to stdout
   sdk_tool.py head KEY [--sse-c-key-b64 K]       prints the response headers as JSON
+  sdk_tool.py buckets                            prints GET Service's buckets as JSON
+                                                 [{"name", "region", "created"}, ...]
+  sdk_tool.py create-bucket NAME                 PUT Bucket, in --region
+  sdk_tool.py delete-bucket NAME                 DELETE Bucket (--region: the bucket's)
 Errors: exit status 3 and a JSON object {"status": ..., "code": ...} on stdout.
 """
 import argparse
@@ -21,9 +27,9 @@ from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
 
-def client():
+def client(region):
     cfg = CosConfig(
-        Region="ap-guangzhou",
+        Region=region,
         SecretId=os.environ["SDK_SECRET_ID"],
         SecretKey=os.environ["SDK_SECRET_KEY"],
         Token=os.environ.get("SDK_TOKEN"),
@@ -46,17 +52,36 @@ def sse_c(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("cmd", choices=["put", "md5", "get", "head"])
-    p.add_argument("key")
+    p.add_argument(
+        "cmd", choices=["put", "md5", "get", "head", "buckets", "create-bucket", "delete-bucket"]
+    )
+    p.add_argument("key", nargs="?")
     p.add_argument("file", nargs="?")
     p.add_argument("--meta", action="append", default=[])
     p.add_argument("--sse-c-key-b64")
     p.add_argument("--storage-class")
+    p.add_argument("--bucket", default=os.environ.get("SDK_BUCKET"))
+    p.add_argument("--region", default="ap-guangzhou")
     args = p.parse_args()
-    c = client()
-    bucket = os.environ["SDK_BUCKET"]
+    c = client(args.region)
+    bucket = args.bucket
     try:
-        if args.cmd == "put":
+        if args.cmd == "buckets":
+            r = c.list_buckets()
+            found = (r.get("Buckets") or {}).get("Bucket") or []
+            print(
+                json.dumps(
+                    [
+                        {"name": b["Name"], "region": b["Location"], "created": b["CreationDate"]}
+                        for b in found
+                    ]
+                )
+            )
+        elif args.cmd == "create-bucket":
+            c.create_bucket(Bucket=args.key)
+        elif args.cmd == "delete-bucket":
+            c.delete_bucket(Bucket=args.key)
+        elif args.cmd == "put":
             meta = {}
             for m in args.meta:
                 k, v = m.split("=", 1)

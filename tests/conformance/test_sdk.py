@@ -8,7 +8,8 @@ pointing at the emulator, so every request goes out in absolute form with the re
 routes by Host. Started by scripts/conformance.sh, which passes the ports and credentials of
 three emulators through CONFORMANCE_* environment variables:
 
-- main:   plain credentials, buckets CONFORMANCE_BUCKET and CONFORMANCE_BUCKET2;
+- main:   plain credentials, buckets CONFORMANCE_BUCKET and CONFORMANCE_BUCKET2 (in
+          CONFORMANCE_REGION) and CONFORMANCE_FAR_BUCKET (in CONFORMANCE_FAR_REGION);
 - sts:    the same, but every request must carry x-cos-security-token CONFORMANCE_TOKEN;
 - faults: `complete:error200:x1,copy:error200:x1,put:503:x2` (FaultInjectionTests only).
 
@@ -38,6 +39,8 @@ TOKEN = os.environ["CONFORMANCE_TOKEN"]
 BUCKET = os.environ["CONFORMANCE_BUCKET"]
 BUCKET2 = os.environ["CONFORMANCE_BUCKET2"]
 REGION = os.environ["CONFORMANCE_REGION"]
+FAR_BUCKET = os.environ["CONFORMANCE_FAR_BUCKET"]
+FAR_REGION = os.environ["CONFORMANCE_FAR_REGION"]
 WORK = os.environ.get("CONFORMANCE_TMP") or tempfile.mkdtemp(prefix="conformance-")
 
 MIB = 1024 * 1024
@@ -50,15 +53,19 @@ def proxies(port):
     return {"http": "http://127.0.0.1:%d" % port}
 
 
-def make_client(port=PORT, secret_id=SECRET_ID, secret_key=SECRET_KEY, token=None, retry=0):
+def make_client(
+    port=PORT, secret_id=SECRET_ID, secret_key=SECRET_KEY, token=None, retry=0, region=REGION,
+    **extra
+):
     """A client that reaches the emulator as real COS: real host names, through a proxy."""
     cfg = CosConfig(
-        Region=REGION,
+        Region=region,
         SecretId=secret_id,
         SecretKey=secret_key,
         Token=token,
         Scheme="http",
         Proxies=proxies(port),
+        **extra
     )
     return CosS3Client(cfg, retry=retry)
 
@@ -390,13 +397,36 @@ class ListTests(Base):
 class BucketTests(Base):
     def test_list_buckets(self):
         r = self.cos.list_buckets()
-        names = [b["Name"] for b in r["Buckets"]["Bucket"]]
-        self.assertIn(BUCKET, names)
-        self.assertIn(BUCKET2, names)
+        regions = {b["Name"]: b["Location"] for b in r["Buckets"]["Bucket"]}
+        self.assertEqual(regions.get(BUCKET), REGION)
+        self.assertEqual(regions.get(BUCKET2), REGION)
+        self.assertEqual(regions.get(FAR_BUCKET), FAR_REGION)
         for b in r["Buckets"]["Bucket"]:
-            self.assertEqual(b["Location"], REGION)
-            self.assertTrue(b["CreationDate"])
+            # ISO 8601 in seconds, as COS writes it (§3.9).
+            self.assertRegex(b["CreationDate"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.assertTrue(r["Owner"]["ID"])
+
+    def test_list_buckets_of_one_region(self):
+        # The SDK's Region filter, and GET Service at a region's own host (§3.9).
+        r = self.cos.list_buckets(Region=FAR_REGION)
+        self.assertEqual([b["Name"] for b in r["Buckets"]["Bucket"]], [FAR_BUCKET])
+        regional = make_client(ServiceDomain="cos.%s.myqcloud.com" % FAR_REGION)
+        r = regional.list_buckets()
+        self.assertEqual([b["Name"] for b in r["Buckets"]["Bucket"]], [FAR_BUCKET])
+
+    def test_a_bucket_answers_at_its_own_region_only(self):
+        far = make_client(region=FAR_REGION)
+        r = far.head_bucket(Bucket=FAR_BUCKET)
+        self.assertEqual(r.get("x-cos-bucket-region"), FAR_REGION)
+        key = self.key("far.txt")
+        far.put_object(Bucket=FAR_BUCKET, Key=key, Body=b"far away")
+        self.assertEqual(read_body(far.get_object(Bucket=FAR_BUCKET, Key=key)), b"far away")
+        # Reached at another region's endpoint, COS says NoSuchBucket (users' reports).
+        self.expect_error(lambda: self.cos.head_bucket(Bucket=FAR_BUCKET), 404)
+        self.expect_error(
+            lambda: self.cos.get_object(Bucket=FAR_BUCKET, Key=key), 404, "NoSuchBucket"
+        )
+        far.delete_object(Bucket=FAR_BUCKET, Key=key)
 
     def test_head_bucket(self):
         for b in (BUCKET, BUCKET2):
@@ -413,6 +443,65 @@ class BucketTests(Base):
         self.expect_error(
             lambda: self.cos.get_object(Bucket=missing, Key="x.txt"), 404, "NoSuchBucket"
         )
+
+
+class BucketLifecycleTests(Base):
+    """PUT Bucket and DELETE Bucket, as COS's API documentation of each has them: every bucket
+    made here is deleted again."""
+
+    REGION_NEW = "ap-chengdu"
+
+    def name(self, what):
+        return "%s-%s-1250000000" % (what, uuid.uuid4().hex[:8])
+
+    def test_create_use_and_delete_a_bucket(self):
+        name = self.name("made")
+        cos = make_client(region=self.REGION_NEW)
+        cos.create_bucket(Bucket=name)
+        try:
+            r = cos.head_bucket(Bucket=name)
+            self.assertEqual(r.get("x-cos-bucket-region"), self.REGION_NEW)
+            listed = {b["Name"]: b["Location"] for b in cos.list_buckets()["Buckets"]["Bucket"]}
+            self.assertEqual(listed.get(name), self.REGION_NEW)
+            cos.put_object(Bucket=name, Key="k", Body=b"in a new bucket")
+            self.assertEqual(read_body(cos.get_object(Bucket=name, Key="k")), b"in a new bucket")
+            self.expect_error(lambda: cos.delete_bucket(Bucket=name), 409, "BucketNotEmpty")
+            cos.delete_object(Bucket=name, Key="k")
+            # An incomplete multipart upload keeps it from being deleted too.
+            upload = cos.create_multipart_upload(Bucket=name, Key="mp")["UploadId"]
+            self.expect_error(lambda: cos.delete_bucket(Bucket=name), 409, "BucketNotEmpty")
+            cos.abort_multipart_upload(Bucket=name, Key="mp", UploadId=upload)
+        finally:
+            cos.delete_bucket(Bucket=name)
+        self.expect_error(lambda: cos.head_bucket(Bucket=name), 404)
+        self.expect_error(lambda: cos.delete_bucket(Bucket=name), 404, "NoSuchBucket")
+        names = [b["Name"] for b in cos.list_buckets()["Buckets"]["Bucket"]]
+        self.assertNotIn(name, names)
+
+    def test_create_an_existing_bucket(self):
+        # Every bucket of the emulator is the one account's own (PUT Bucket's error table).
+        self.expect_error(
+            lambda: self.cos.create_bucket(Bucket=BUCKET), 409, "BucketAlreadyOwnedByYou"
+        )
+        far = make_client(region=FAR_REGION)
+        self.expect_error(
+            lambda: self.cos.create_bucket(Bucket=FAR_BUCKET), 409, "BucketAlreadyOwnedByYou"
+        )
+        self.assertEqual(far.head_bucket(Bucket=FAR_BUCKET).get("x-cos-bucket-region"), FAR_REGION)
+
+    def test_invalid_bucket_names(self):
+        cos = make_client(region=self.REGION_NEW)
+        for name in ["no-appid", "trailing--1250000000"]:
+            with self.subTest(name):
+                self.expect_error(lambda: cos.create_bucket(Bucket=name), 400, "InvalidBucketName")
+        # The bucket's host may be 60 characters at most.
+        longest = "x23456789012345678901-1250000000"
+        self.assertEqual(len("%s.cos.%s.myqcloud.com" % (longest, self.REGION_NEW)), 60)
+        self.expect_error(
+            lambda: cos.create_bucket(Bucket="y" + longest), 400, "BucketNameTooLong"
+        )
+        cos.create_bucket(Bucket=longest)
+        cos.delete_bucket(Bucket=longest)
 
 
 # ---------------------------------------------------------------------------------------------
