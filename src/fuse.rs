@@ -395,10 +395,17 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
         self.run(async move {
             match fs.open(ino.0, mode).await {
                 Ok(o) => {
-                    let f = if o.keep_cache {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
+                    // A close of a read-only descriptor has nothing to commit: the kernel need
+                    // not ask (one request less per `cat`).
+                    let noflush = if mode.write || mode.truncate {
                         FopenFlags::empty()
+                    } else {
+                        FopenFlags::FOPEN_NOFLUSH
+                    };
+                    let f = if o.keep_cache {
+                        noflush | FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        noflush
                     };
                     match &o.io {
                         Io::Cached => reply.opened(FileHandle(o.fh), f),
@@ -419,12 +426,13 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
                                     }
                                 }
                             }
-                            // The kernel takes no other flag with passthrough.
+                            // The kernel takes no flag but NOFLUSH beside passthrough.
                             match reg.as_ref().and_then(|r| r.downcast_ref::<BackingId>()) {
-                                Some(id) => {
-                                    reply.opened_passthrough(FileHandle(o.fh), FopenFlags::empty(), id)
-                                }
-                                None => reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_DIRECT_IO),
+                                Some(id) => reply.opened_passthrough(FileHandle(o.fh), noflush, id),
+                                None => reply.opened(
+                                    FileHandle(o.fh),
+                                    noflush | FopenFlags::FOPEN_DIRECT_IO,
+                                ),
                             }
                         }
                     }
