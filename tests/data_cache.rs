@@ -71,34 +71,41 @@ fn repeated_reads_and_remounts_need_no_get() {
 
 #[test]
 fn a_changed_object_never_serves_old_bytes_and_a_damaged_block_is_fetched_again() {
-    let emu = TestEmulator::start();
-    let cache = tempfile::tempdir().unwrap();
-    put_external(&emu, "f", &pattern(3 * MIB, 1));
-    let m = start(&emu, cache.path(), &[]);
-    assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 1));
-    // Another client replaces it: the next open reads the new version.
-    put_external(&emu, "f", &pattern(3 * MIB, 2));
-    drop_page_cache();
-    assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 2));
-    // Damage every cached data file; reads still return the right bytes.
-    for e in std::fs::read_dir(cache.path().join("v1")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "data") {
-            let mut bytes = std::fs::read(&p).unwrap();
-            for b in bytes.iter_mut().skip(1000).step_by(MIB) {
-                *b ^= 0xff;
+    // Served by passthrough (the file is checked before the kernel gets it) and through
+    // cosmount (every block checked as it is read).
+    for extra in [&[][..], &["--no-passthrough"][..]] {
+        let emu = TestEmulator::start();
+        let cache = tempfile::tempdir().unwrap();
+        put_external(&emu, "f", &pattern(3 * MIB, 1));
+        let m = start(&emu, cache.path(), extra);
+        assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 1));
+        // Another client replaces it: the next open reads the new version.
+        put_external(&emu, "f", &pattern(3 * MIB, 2));
+        drop_page_cache();
+        assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 2));
+        // Damage every cached data file while no mount uses the cache; reads still return
+        // the right bytes.
+        drop(m);
+        for e in std::fs::read_dir(cache.path().join("v1")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "data") {
+                let mut bytes = std::fs::read(&p).unwrap();
+                for b in bytes.iter_mut().skip(1000).step_by(MIB) {
+                    *b ^= 0xff;
+                }
+                std::fs::write(&p, bytes).unwrap();
             }
-            std::fs::write(&p, bytes).unwrap();
         }
+        drop_page_cache();
+        let m = start(&emu, cache.path(), extra);
+        let gets = emu.op_count("get");
+        assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 2));
+        assert!(
+            emu.op_count("get") > gets,
+            "the damaged blocks were fetched again"
+        );
+        assert!(m.log_text().contains("damaged"), "{}", m.log_text());
     }
-    drop_page_cache();
-    let gets = emu.op_count("get");
-    assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 2));
-    assert!(
-        emu.op_count("get") > gets,
-        "the damaged blocks were fetched again"
-    );
-    assert!(m.log_text().contains("damaged"), "{}", m.log_text());
 }
 
 #[test]
