@@ -203,7 +203,7 @@ pub struct WriteConfig {
 pub const TAIL_MEMORY: u64 = 256 << 20;
 /// Direct I/O wants buffers, offsets and lengths aligned to the device's logical block; 4 KiB
 /// suits every common device.
-const DIRECT_ALIGN: usize = 4096;
+pub(super) const DIRECT_ALIGN: usize = 4096;
 
 /// The last bytes of a file written sequentially from the start of a part, held in memory
 /// instead of the staging file. When the part is full and the writer goes on, the part goes
@@ -243,10 +243,10 @@ impl Tail {
     }
 }
 
-/// Writes `data` at `offset` of the staging file: by direct I/O when `direct` is open and
-/// everything is aligned (no copy into the page cache), else through the page cache. A direct
-/// write refused by the file system falls back to the page cache.
-fn stage(
+/// Writes `data` at `offset` of the staging file (or of a data-cache file): by direct I/O when
+/// `direct` is open and everything is aligned (no copy into the page cache), else through the
+/// page cache. A direct write refused by the file system falls back to the page cache.
+pub(super) fn stage(
     file: &std::fs::File,
     direct: Option<&std::fs::File>,
     data: &[u8],
@@ -261,6 +261,16 @@ fn stage(
         }
     }
     file.write_all_at(data, offset)
+}
+
+/// `path` opened for writing with `O_DIRECT` (None where the file system refuses it).
+pub(super) fn open_direct(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()
 }
 
 /// The object a handle started from.
@@ -349,14 +359,7 @@ fn create_staging_file(dir: &Path) -> FsResult<(std::fs::File, Option<std::fs::F
         .write(true)
         .create_new(true)
         .open(&path)?;
-    let direct = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
-            .ok()
-    };
+    let direct = open_direct(&path);
     // Unlinked at once: the data live while the handle does and vanish on any exit or crash.
     std::fs::remove_file(&path)?;
     Ok((file, direct))
