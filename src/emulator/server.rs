@@ -247,6 +247,14 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
 pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Result<Resp, io::Error> {
     let request_id = B64.encode(random_hex(12).as_bytes());
     let is_head = req.method() == Method::HEAD;
+    // A request with a body that an error answers may leave the body unread: hyper then closes
+    // the connection after the answer, and a client that put it back in its pool meanwhile
+    // sends its next request into a closed socket. `Connection: close` says so in time.
+    let has_body = req
+        .headers()
+        .get("content-length")
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key("transfer-encoding");
     let resource_hint = format!(
         "{}{}",
         req.headers()
@@ -279,6 +287,10 @@ pub async fn handle(state: Arc<State>, req: hyper::Request<Incoming>) -> Result<
             r.headers_mut().insert("x-cos-trace-id", hv(&trace));
             if is_head {
                 r.headers_mut().insert("x-cos-error-code", hv(e.code));
+            }
+            if has_body {
+                r.headers_mut()
+                    .insert("connection", HeaderValue::from_static("close"));
             }
             r
         }
