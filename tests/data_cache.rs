@@ -62,6 +62,13 @@ fn repeated_reads_and_remounts_need_no_get() {
         "after a remount"
     );
     assert!(std::fs::read(m.join("written")).unwrap() == written);
+    // A rename is a copy on the server: the same bytes, so the entry moves with the file.
+    std::fs::rename(m.join("big"), m.join("moved")).unwrap();
+    drop_page_cache();
+    assert!(
+        std::fs::read(m.join("moved")).unwrap() == big,
+        "after a rename"
+    );
     assert_eq!(
         emu.op_count("get"),
         gets,

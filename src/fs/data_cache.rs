@@ -733,6 +733,66 @@ impl DataCache {
         Some(())
     }
 
+    /// `from`@`from_etag` was copied on the server to `to`, which is `to_etag` now (a rename):
+    /// the same bytes, so its entry moves to the new key, files and journal included. An entry
+    /// read by passthrough meanwhile is dropped instead (its readers keep the unlinked file).
+    pub fn rename(&self, from: &str, from_etag: &str, to: &str, to_etag: &str) {
+        let old = ObjectId {
+            key: from.to_string(),
+            etag: from_etag.to_string(),
+        };
+        let new = ObjectId {
+            key: to.to_string(),
+            etag: to_etag.to_string(),
+        };
+        let mut idx = self.index.lock();
+        for id in idx.by_key.remove(to).unwrap_or_default() {
+            self.drop_object(&mut idx, &id);
+        }
+        if idx.pinned.contains_key(&old) || !idx.objects.contains_key(&old) {
+            for id in idx.by_key.remove(from).unwrap_or_default() {
+                self.drop_object(&mut idx, &id);
+            }
+            return;
+        }
+        let mut e = idx.objects.remove(&old).expect("checked above");
+        for id in idx.by_key.remove(from).unwrap_or_default() {
+            self.drop_object(&mut idx, &id);
+        }
+        let stem = new.file_stem();
+        let header = serde_json::json!({
+            "format": FORMAT, "key": to, "etag": to_etag, "size": e.size,
+        });
+        let moved = std::fs::read_to_string(self.meta_path(&e.stem))
+            .map(|j| {
+                let blocks = j.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
+                format!("{header}\n{blocks}")
+            })
+            .and_then(|j| std::fs::write(self.meta_path(&stem), j))
+            .and_then(|_| std::fs::rename(self.data_path(&e.stem), self.data_path(&stem)));
+        let _ = std::fs::remove_file(self.meta_path(&e.stem));
+        if let Err(err) = moved {
+            let _ = std::fs::remove_file(self.meta_path(&stem));
+            let _ = std::fs::remove_file(self.data_path(&e.stem));
+            for (i, b) in e.blocks.iter().enumerate() {
+                if b.is_some() {
+                    idx.used -= e.block_len(i as u64);
+                    idx.lru.pop(&(old.clone(), i as u64));
+                }
+            }
+            drop(idx);
+            return self.warn("cannot move an entry", err);
+        }
+        for (i, b) in e.blocks.iter().enumerate() {
+            if b.is_some() && idx.lru.pop(&(old.clone(), i as u64)).is_some() {
+                idx.lru.put((new.clone(), i as u64), ());
+            }
+        }
+        e.stem = stem;
+        idx.by_key.insert(to.to_string(), vec![new.clone()]);
+        idx.objects.insert(new, e);
+    }
+
     /// Drops every cached version of `key` (removed or replaced by this mount).
     pub fn forget_key(&self, key: &str) {
         let mut idx = self.index.lock();
@@ -836,6 +896,25 @@ mod tests {
         assert!(c.get("other", "x", 8 * BLOCK, 0, 8 * BLOCK).is_some());
         c.forget_key("other");
         assert_eq!(c.get("other", "x", 8 * BLOCK, 0, 1), None);
+    }
+
+    #[test]
+    fn a_renamed_entry_moves_with_its_blocks_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 2 * BLOCK + 9;
+        let data = bytes(size as usize, 5);
+        {
+            let c = DataCache::open(dir.path(), Some(16 * BLOCK)).unwrap();
+            c.put("a", "e1", size, 0, &data);
+            c.rename("a", "e1", "b", "e2");
+            assert!(c.get("a", "e1", size, 0, 1).is_none());
+            assert_eq!(c.get("b", "e2", size, 0, size).as_deref(), Some(&data[..]));
+            assert_eq!(c.used_bytes(), size);
+        }
+        let c = DataCache::open(dir.path(), Some(16 * BLOCK)).unwrap();
+        assert_eq!(c.get("b", "e2", size, 5, 50).as_deref(), Some(&data[5..50]));
+        assert!(c.get("a", "e1", size, 0, 1).is_none());
+        assert_eq!(c.used_bytes(), size);
     }
 
     #[test]

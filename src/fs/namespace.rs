@@ -445,8 +445,12 @@ impl Filesystem {
                 let info = self.head_fresh(&src).await?;
                 // The renamed file's ctime moves, as on Linux file systems.
                 let meta = ctime_now(info.metadata());
-                self.copy_one(&src, &dst, info.size, Some(meta), None)
+                let copied = self
+                    .copy_one(&src, &dst, info.size, Some(meta), None)
                     .await?;
+                if let Some(c) = &self.cfg.data_cache {
+                    c.rename(&src, &info.etag, &dst, &copied.etag);
+                }
                 self.client
                     .delete_object(&src)
                     .await
