@@ -51,6 +51,13 @@ struct ObjectId {
 }
 
 impl ObjectId {
+    fn new(key: &str, etag: &str) -> Self {
+        ObjectId {
+            key: key.to_string(),
+            etag: etag.to_string(),
+        }
+    }
+
     /// The name of its files: a hash of key and ETag (keys can be any UTF-8 up to 850 bytes).
     fn file_stem(&self) -> String {
         use sha1::{Digest, Sha1};
@@ -379,18 +386,13 @@ impl DataCache {
         size: u64,
         create: bool,
     ) -> Option<&'a mut Entry> {
-        let id = ObjectId {
-            key: key.to_string(),
-            etag: etag.to_string(),
-        };
+        let id = ObjectId::new(key, etag);
         if !idx.objects.contains_key(&id) {
             if !create {
                 return None;
             }
             // A new version of the key: the old ones will never be read again.
-            for old in idx.by_key.remove(key).unwrap_or_default() {
-                self.drop_object(idx, &old);
-            }
+            self.drop_versions(idx, key);
             let stem = id.file_stem();
             let header = serde_json::json!({
                 "format": FORMAT, "key": key, "etag": etag, "size": size,
@@ -457,10 +459,7 @@ impl DataCache {
             let crcs: Option<Vec<u64>> = (first..=last).map(|i| e.blocks[i as usize]).collect();
             let stem = e.stem.clone();
             let crcs = crcs?;
-            let id = ObjectId {
-                key: key.to_string(),
-                etag: etag.to_string(),
-            };
+            let id = ObjectId::new(key, etag);
             for i in first..=last {
                 idx.lru.promote(&(id.clone(), i));
             }
@@ -497,10 +496,7 @@ impl DataCache {
 
     fn forget_blocks(&self, key: &str, etag: &str, blocks: std::ops::RangeInclusive<u64>) {
         let mut idx = self.index.lock();
-        let id = ObjectId {
-            key: key.to_string(),
-            etag: etag.to_string(),
-        };
+        let id = ObjectId::new(key, etag);
         let Some(e) = idx.objects.get_mut(&id) else {
             return;
         };
@@ -539,10 +535,7 @@ impl DataCache {
         if new > self.max_bytes {
             return;
         }
-        let id = ObjectId {
-            key: key.to_string(),
-            etag: etag.to_string(),
-        };
+        let id = ObjectId::new(key, etag);
         let stem = {
             let mut idx = self.index.lock();
             let Some(e) = self.entry(&mut idx, key, etag, size, true) else {
@@ -665,10 +658,7 @@ impl DataCache {
     /// reading and pinned until the `Pinned` is dropped (for FUSE passthrough: the kernel reads
     /// it without us, so no block may change or go while it is open).
     pub fn complete_file(self: &Arc<Self>, key: &str, etag: &str, size: u64) -> Option<Pinned> {
-        let id = ObjectId {
-            key: key.to_string(),
-            etag: etag.to_string(),
-        };
+        let id = ObjectId::new(key, etag);
         let (stem, crcs, checked) = {
             let mut idx = self.index.lock();
             let e = self.entry(&mut idx, key, etag, size, false)?;
@@ -685,24 +675,24 @@ impl DataCache {
         let file = File::open(self.data_path(&stem)).ok()?;
         let now = Stamp::of(&file)?;
         if checked != Some(now) {
-            self.check_all(&pinned.id, &stem, &file, &crcs, now)?;
+            self.check_all(&pinned.id, size, &stem, &file, &crcs, now)?;
         }
         pinned.file = Some(file);
         Some(pinned)
     }
 
-    /// Checks every block of `file` (the data file of `id`, as `stamp` says it is) against
+    /// Checks every block of `file` (the data file of `id`, `size` bytes, as `stamp` says it is) against
     /// `crcs`, one block in memory at a time. Intact: the entry (and its journal) records the
     /// stamp; damaged: the block is dropped.
     fn check_all(
         &self,
         id: &ObjectId,
+        size: u64,
         stem: &str,
         file: &File,
         crcs: &[u64],
         stamp: Stamp,
     ) -> Option<()> {
-        let size = self.index.lock().objects.get(id)?.size;
         log::debug!("data cache: checking {} before passthrough", id.key);
         let mut buf = vec![0u8; BLOCK as usize];
         for (i, crc) in crcs.iter().enumerate() {
@@ -737,52 +727,37 @@ impl DataCache {
     /// the same bytes, so its entry moves to the new key, files and journal included. An entry
     /// read by passthrough meanwhile is dropped instead (its readers keep the unlinked file).
     pub fn rename(&self, from: &str, from_etag: &str, to: &str, to_etag: &str) {
-        let old = ObjectId {
-            key: from.to_string(),
-            etag: from_etag.to_string(),
-        };
-        let new = ObjectId {
-            key: to.to_string(),
-            etag: to_etag.to_string(),
-        };
+        let old = ObjectId::new(from, from_etag);
+        let new = ObjectId::new(to, to_etag);
         let mut idx = self.index.lock();
-        for id in idx.by_key.remove(to).unwrap_or_default() {
-            self.drop_object(&mut idx, &id);
-        }
+        self.drop_versions(&mut idx, to);
         if idx.pinned.contains_key(&old) || !idx.objects.contains_key(&old) {
-            for id in idx.by_key.remove(from).unwrap_or_default() {
-                self.drop_object(&mut idx, &id);
-            }
-            return;
-        }
-        let mut e = idx.objects.remove(&old).expect("checked above");
-        for id in idx.by_key.remove(from).unwrap_or_default() {
-            self.drop_object(&mut idx, &id);
+            return self.drop_versions(&mut idx, from);
         }
         let stem = new.file_stem();
+        let (old_stem, size) = {
+            let e = &idx.objects[&old];
+            (e.stem.clone(), e.size)
+        };
         let header = serde_json::json!({
-            "format": FORMAT, "key": to, "etag": to_etag, "size": e.size,
+            "format": FORMAT, "key": to, "etag": to_etag, "size": size,
         });
-        let moved = std::fs::read_to_string(self.meta_path(&e.stem))
+        let moved = std::fs::read_to_string(self.meta_path(&old_stem))
             .map(|j| {
                 let blocks = j.split_once('\n').map(|(_, rest)| rest).unwrap_or("");
                 format!("{header}\n{blocks}")
             })
             .and_then(|j| std::fs::write(self.meta_path(&stem), j))
-            .and_then(|_| std::fs::rename(self.data_path(&e.stem), self.data_path(&stem)));
-        let _ = std::fs::remove_file(self.meta_path(&e.stem));
+            .and_then(|_| std::fs::rename(self.data_path(&old_stem), self.data_path(&stem)));
         if let Err(err) = moved {
             let _ = std::fs::remove_file(self.meta_path(&stem));
-            let _ = std::fs::remove_file(self.data_path(&e.stem));
-            for (i, b) in e.blocks.iter().enumerate() {
-                if b.is_some() {
-                    idx.used -= e.block_len(i as u64);
-                    idx.lru.pop(&(old.clone(), i as u64));
-                }
-            }
+            self.drop_versions(&mut idx, from);
             drop(idx);
             return self.warn("cannot move an entry", err);
         }
+        let _ = std::fs::remove_file(self.meta_path(&old_stem));
+        let mut e = idx.objects.remove(&old).expect("checked above");
+        self.drop_versions(&mut idx, from);
         for (i, b) in e.blocks.iter().enumerate() {
             if b.is_some() && idx.lru.pop(&(old.clone(), i as u64)).is_some() {
                 idx.lru.put((new.clone(), i as u64), ());
@@ -795,9 +770,13 @@ impl DataCache {
 
     /// Drops every cached version of `key` (removed or replaced by this mount).
     pub fn forget_key(&self, key: &str) {
-        let mut idx = self.index.lock();
+        self.drop_versions(&mut self.index.lock(), key);
+    }
+
+    /// Drops every version of `key` still in the index.
+    fn drop_versions(&self, idx: &mut Index, key: &str) {
         for id in idx.by_key.remove(key).unwrap_or_default() {
-            self.drop_object(&mut idx, &id);
+            self.drop_object(idx, &id);
         }
     }
 }
@@ -876,11 +855,7 @@ mod tests {
             "read back after a reopen"
         );
         // A damaged block is detected and dropped, never returned.
-        let stem = ObjectId {
-            key: "k".into(),
-            etag: "e1".into(),
-        }
-        .file_stem();
+        let stem = ObjectId::new("k", "e1").file_stem();
         let f = OpenOptions::new()
             .write(true)
             .open(dir.path().join("v1").join(format!("{stem}.data")))
@@ -924,11 +899,7 @@ mod tests {
         let data = bytes(size as usize, 3);
         let c = DataCache::open(dir.path(), Some(16 * BLOCK)).unwrap();
         c.put("k", "e", size, 0, &data);
-        let stem = ObjectId {
-            key: "k".into(),
-            etag: "e".into(),
-        }
-        .file_stem();
+        let stem = ObjectId::new("k", "e").file_stem();
         let path = dir.path().join("v1").join(format!("{stem}.data"));
         drop(c.complete_file("k", "e", size).expect("complete"));
         // Changed after its check: checked again, and the damage found.

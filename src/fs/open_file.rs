@@ -90,6 +90,16 @@ pub struct IoModes {
     passthrough: Option<(Arc<Backing>, u32)>,
 }
 
+impl IoModes {
+    /// Descriptors are open by passthrough, as the kernel knows (a refused registration
+    /// leaves them served through FUSE, which constrains nothing).
+    fn passthrough_active(&self) -> bool {
+        self.passthrough
+            .as_ref()
+            .is_some_and(|(b, _)| !b.refused.load(Ordering::Acquire))
+    }
+}
+
 impl FileState {
     /// The I/O mode of a descriptor being opened, counted until `close_io`. `read_only`: it
     /// cannot write; `offer` gives a backing file for the current version, if the data cache
@@ -104,12 +114,11 @@ impl FileState {
         read_only: bool,
         offer: impl FnOnce(&FileState) -> Option<Backing>,
     ) -> FsResult<Io> {
-        if let Some((b, n)) = &mut self.io.passthrough
-            && !b.refused.load(Ordering::Acquire)
-        {
+        if self.io.passthrough_active() {
             if !read_only {
                 return Err(FsError::Busy);
             }
+            let (b, n) = self.io.passthrough.as_mut().expect("active");
             *n += 1;
             return Ok(Io::Passthrough(b.clone()));
         }
@@ -130,10 +139,10 @@ impl FileState {
     /// Whether the content may change now: not while descriptors read it by passthrough
     /// (ETXTBSY; see `open_io`).
     pub fn check_changeable(&self) -> FsResult<()> {
-        match &self.io.passthrough {
-            Some((b, _)) if !b.refused.load(Ordering::Acquire) => Err(FsError::Busy),
-            _ => Ok(()),
+        if self.io.passthrough_active() {
+            return Err(FsError::Busy);
         }
+        Ok(())
     }
 
     /// A descriptor of mode `io` is released.
