@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh                 all workloads: read write ttfb randread list create stat cache
 #   scripts/bench.sh NAME [NAME...]  only those
+#   scripts/bench.sh peers [MS...]   cosmount beside s3fs and rclone on one SeaweedFS, at
+#                                    loopback and 10 ms (scripts/bench-peers.sh; see its help)
 #
 # Starts its own cos-emulator (temporary data directory, free port) and mounts its bucket with
 # target/release/cosmount; everything is unmounted, stopped and removed on exit, also on failure.
@@ -26,9 +28,13 @@ export LC_ALL=C # decimal points in $EPOCHREALTIME and printf
 ALL_WORKLOADS=(read write ttfb randread list create stat cache)
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
 }
 
+if [[ "${1:-}" == peers ]]; then
+  shift
+  exec "$(dirname "$0")/bench-peers.sh" "$@"
+fi
 selected=()
 for arg in "$@"; do
   case "$arg" in
@@ -159,18 +165,10 @@ cleanup() {
     kill "$emu_pid" 2>/dev/null
     wait "$emu_pid" 2>/dev/null
   fi
-  if is_mounted; then
-    # Never rm -rf through a live mount: that would delete the bucket's objects.
-    log "$mnt is still mounted; leaving $tmp in place"
-  else
-    rm -rf "$tmp"
-  fi
+  remove_unless_mounted "$tmp"
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 # Keeps one sample; a figure that is not a number (a step whose output could not be parsed)
 # stops the run here, in the main shell.

@@ -156,10 +156,7 @@ cleanup() {
   rm -rf "$tmp"
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 step "Starting the bundled COS emulator (bucket $bucket, data in $tmp/data)"
 # setsid: its own session, so that with --keep it outlives this script and its terminal.

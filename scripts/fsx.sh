@@ -48,10 +48,7 @@ cleanup() {
   fi
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 stack_start fsx-1250000000 --part-size "$part_size"
 

@@ -130,3 +130,22 @@ stack_stop() {
   stop_process "${mount_pid:-}"
   stop_process "${emu_pid:-}"
 }
+
+# Runs the caller's `cleanup` on exit, and exits with the conventional status on INT, TERM and
+# HUP (so that `cleanup` runs then too).
+trap_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
+# Removes the temporary directory $1, unless $mnt is still mounted: never rm -rf through a live
+# mount, which would delete the bucket's objects.
+remove_unless_mounted() {
+  if is_mounted; then
+    echo "$prog: $mnt is still mounted; leaving $1 in place" >&2
+  else
+    rm -rf "$1"
+  fi
+}

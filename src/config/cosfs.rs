@@ -142,10 +142,6 @@ const REFUSED: &[(&str, &str)] = &[
         "cosmount always verifies the server's TLS certificate (an http:// url needs none)",
     ),
     (
-        "use_path_request_style",
-        "cosmount addresses the bucket by virtual host (<bucket>.<host>), as COS expects",
-    ),
-    (
         "servicepath",
         "a path in front of every request is not supported; give url=http(s)://host",
     ),
@@ -472,7 +468,7 @@ pub(super) fn normalize_bucket(args: &mut MountArgs) -> Result<(), ConfigError> 
             ));
         }
     };
-    super::validate_bucket(&bucket)?;
+    // The name is checked with the rest of the client settings, by the API's rules.
     args.bucket = bucket;
     if let Some(p) = path {
         set(&mut args.prefix, p.to_string());

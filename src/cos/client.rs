@@ -21,7 +21,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use md5::{Digest, Md5};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::auth::{Credentials, KeyTime, SignRequest, sign};
+use super::auth::Credentials;
+use super::dialect::{Api, Outgoing, Payload, S3_DEFAULT_REGION};
 use super::error::{CosError, ServiceError, code_for_status};
 use super::retry::{RetryPolicy, Retryable, classify};
 use super::sse::{Sse, SseRequest};
@@ -102,6 +103,11 @@ pub struct ClientConfig {
     /// `x-cos-storage-class` of the objects this client writes (PUT, Initiate, Copy); `None`:
     /// COS's default (STANDARD).
     pub storage_class: Option<String>,
+    /// The dialect spoken (dialect.rs): COS's own API, or S3's.
+    pub api: Api,
+    /// S3: the bucket goes in the path (`http://host/bucket/key`), not the host name. Always so
+    /// for an endpoint whose host is an IP address.
+    pub path_style: bool,
 }
 
 /// COS's storage classes (cos-protocol.md §3.3).
@@ -129,6 +135,8 @@ impl Default for ClientConfig {
             read_timeout: Duration::from_secs(30),
             pool_size: 64,
             storage_class: None,
+            api: Api::Cos,
+            path_style: false,
         }
     }
 }
@@ -660,6 +668,11 @@ pub struct CosClient {
     http: reqwest::Client,
     config: ClientConfig,
     base: url::Url,
+    /// The region S3's signature names (COS's endpoint region, else `--region`, else
+    /// us-east-1).
+    signing_region: String,
+    /// S3: the server has no ListObjectsV2 (it answered NotImplemented once); list with V1.
+    list_v1: std::sync::atomic::AtomicBool,
     copy_source_host: String,
     /// Where GET Service goes: `https://service.cos.myqcloud.com/` for a region endpoint, the
     /// endpoint itself for a URL (cos-protocol.md §1).
@@ -705,6 +718,46 @@ fn checked_endpoint(u: &url::Url) -> Result<url::Url, CosError> {
     let mut u = u.clone();
     u.set_path("/");
     u.set_query(None);
+    Ok(u)
+}
+
+/// The bucket's base URL in S3's addressing, from the host-named `base` built for COS: the
+/// bucket in the path (path style, also whenever the host is an IP address), else in front of
+/// the endpoint's host name (virtual host; COS's own region host names already have it).
+fn s3_base(config: &ClientConfig, base: url::Url) -> Result<url::Url, CosError> {
+    if config.bucket.is_empty() {
+        return Ok(base);
+    }
+    let bad = |e: url::ParseError| CosError::InvalidInput(format!("invalid bucket: {e}"));
+    let ip_host = matches!(
+        base.host(),
+        Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_))
+    );
+    let mut u = base;
+    // A host already naming the bucket (cosfs's `url=` puts it there) is the service's host
+    // with the bucket in front.
+    let service = u.host_str().unwrap_or_default().to_string();
+    let service = service
+        .strip_prefix(&format!("{}.", config.bucket))
+        .unwrap_or(&service);
+    match &config.endpoint {
+        Endpoint::Url(_) if config.path_style || ip_host => {
+            if !ip_host {
+                u.set_host(Some(service)).map_err(bad)?;
+            }
+            u.set_path(&format!("/{}/", config.bucket));
+        }
+        Endpoint::Url(_) => {
+            let host = format!("{}.{service}", config.bucket);
+            u.set_host(Some(&host)).map_err(bad)?;
+        }
+        Endpoint::Region(r) | Endpoint::RegionVia { region: r, .. } if config.path_style => {
+            u.set_host(Some(&format!("cos.{r}.myqcloud.com")))
+                .map_err(bad)?;
+            u.set_path(&format!("/{}/", config.bucket));
+        }
+        Endpoint::Region(_) | Endpoint::RegionVia { .. } => {}
+    }
     Ok(u)
 }
 
@@ -754,6 +807,10 @@ impl CosClient {
             }
             Endpoint::Url(u) => checked_endpoint(u)?,
         };
+        let base = match config.api {
+            Api::Cos => base,
+            Api::S3 => s3_base(&config, base)?,
+        };
         let region = match &config.endpoint {
             Endpoint::Region(r) | Endpoint::RegionVia { region: r, .. } => r.clone(),
             Endpoint::Url(_) => config
@@ -795,10 +852,19 @@ impl CosClient {
             }
             Endpoint::Url(_) => base.clone(),
         };
+        let signing_region = match (config.api, &config.endpoint) {
+            (Api::S3, Endpoint::Url(_)) => config
+                .region
+                .clone()
+                .unwrap_or_else(|| S3_DEFAULT_REGION.into()),
+            _ => region,
+        };
         Ok(CosClient {
             http,
             config,
             base,
+            signing_region,
+            list_v1: std::sync::atomic::AtomicBool::new(false),
             copy_source_host,
             service_base,
             source_keys: parking_lot::Mutex::new(lru::LruCache::new(
@@ -869,14 +935,6 @@ impl CosClient {
         url::Url::parse(&s).map_err(|e| CosError::InvalidInput(format!("bad URL: {e}")))
     }
 
-    fn host_header(url: &url::Url) -> String {
-        let host = url.host_str().unwrap_or_default();
-        match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        }
-    }
-
     /// One attempt: sign, send, map an error status to `CosError`.
     async fn attempt(&self, req: &Request) -> Result<reqwest::Response, CosError> {
         let base = if req.service {
@@ -885,16 +943,19 @@ impl CosClient {
             &self.base
         };
         let url = self.url_for(base, req.key.as_deref(), &req.params)?;
+        let api = self.config.api;
         let mut headers = HeaderMap::new();
         for (n, v) in &req.headers {
-            headers.append(n.clone(), v.clone());
+            let (n, v) = api.outgoing(n, v);
+            headers.append(n, v);
         }
         if let Some(token) = &self.config.credentials.session_token {
             let mut v = HeaderValue::from_str(token.expose()).map_err(|_| {
                 CosError::InvalidInput("session token has characters that cannot be sent".into())
             })?;
             v.set_sensitive(true);
-            headers.insert("x-cos-security-token", v);
+            let (n, v) = api.outgoing(&HeaderName::from_static("x-cos-security-token"), &v);
+            headers.insert(n, v);
         }
         let has_body = matches!(req.method, Method::PUT | Method::POST);
         if has_body {
@@ -903,54 +964,36 @@ impl CosClient {
                 HeaderValue::from(req.body.len()),
             );
         }
-        // Sign host, content-*, range, if-* and every x-cos-* header (§2.3); every parameter.
-        let mut signed: Vec<(String, String)> = vec![("host".into(), Self::host_header(&url))];
-        for (name, value) in headers.iter() {
-            let n = name.as_str();
-            if n.starts_with("x-cos-")
-                || n.starts_with("if-")
-                || matches!(
-                    n,
-                    "content-length" | "content-md5" | "content-type" | "range"
-                )
-            {
-                signed.push((
-                    n.to_string(),
-                    value.to_str().unwrap_or_default().to_string(),
-                ));
-            }
-        }
-        let path = match &req.key {
-            Some(k) => format!("/{k}"),
-            None => "/".to_string(),
-        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let sig = sign(
-            self.config.credentials.secret_key.expose(),
-            &SignRequest {
+        let in_memory = match &req.body {
+            Body::Bytes(b) => Some(&b[..]),
+            _ => None,
+        };
+        api.sign(
+            &self.config.credentials,
+            &self.signing_region,
+            &Outgoing {
                 method: req.method.as_str(),
-                path: &path,
+                url: &url,
+                key: req.key.as_deref(),
                 params: &req.params,
-                headers: &signed,
+                payload: Payload::of(in_memory, req.body.len()),
             },
-            KeyTime::around(now),
-        );
-        let mut auth =
-            HeaderValue::from_str(&sig.authorization(&self.config.credentials.secret_id)).map_err(
-                |_| CosError::InvalidInput("SecretId has characters that cannot be sent".into()),
-            )?;
-        auth.set_sensitive(true);
-        headers.insert(http::header::AUTHORIZATION, auth);
+            &mut headers,
+            now,
+        )
+        .map_err(CosError::InvalidInput)?;
 
         let mut builder = self.http.request(req.method.clone(), url).headers(headers);
         if has_body {
             builder = builder.body(req.body.clone().into_reqwest());
         }
         let started = std::time::Instant::now();
-        let resp = builder.send().await.map_err(CosError::from_reqwest)?;
+        let mut resp = builder.send().await.map_err(CosError::from_reqwest)?;
+        api.incoming(resp.headers_mut());
         let status = resp.status().as_u16();
         log::debug!(
             "{} /{} -> {status}, headers after {:.2} ms",
@@ -1114,10 +1157,10 @@ impl CosClient {
     }
 
     fn copy_source(&self, key: &str) -> String {
-        format!(
-            "{}/{}",
-            self.copy_source_host,
-            utf8_percent_encode(key, PATH_ENCODE)
+        self.config.api.copy_source(
+            &self.config.bucket,
+            &self.copy_source_host,
+            &utf8_percent_encode(key, PATH_ENCODE).to_string(),
         )
     }
 }
@@ -1137,6 +1180,25 @@ fn encode_key_path(key: &str) -> Result<String, CosError> {
     } else {
         encoded
     })
+}
+
+/// GET Bucket (V1), or ListObjectsV2 (`list-type=2`, `start-after` for the marker).
+fn list_request(req: &ListObjects, v2: bool) -> Request {
+    let mut r = Request::new("LIST", Method::GET, None);
+    if v2 {
+        r = r.param("list-type", "2");
+    }
+    r = r.param("prefix", &req.prefix);
+    if let Some(d) = &req.delimiter {
+        r = r.param("delimiter", d);
+    }
+    if !v2 {
+        r = r.param("marker", &req.marker);
+    } else if !req.marker.is_empty() {
+        r = r.param("start-after", &req.marker);
+    }
+    r.param("max-keys", req.max_keys.to_string())
+        .param("encoding-type", "url")
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -1321,6 +1383,28 @@ impl CosClient {
         Ok(r)
     }
 
+    /// One PUT Object - Copy (each SSE-C key in turn).
+    async fn copy_once(&self, req: &CopyObject) -> Result<PutOutput, CosError> {
+        self.with_source_key(&req.source_key, |k| {
+            let r = self.copy_request(req, k);
+            async move {
+                let (headers, body) = self.run_xml(r?).await?;
+                let res: xml::CopyResult =
+                    xml::from_str(body.trim_start()).map_err(CosError::protocol)?;
+                if res.etag.is_empty() {
+                    return Err(CosError::protocol("Copy answered 200 without an ETag"));
+                }
+                Ok(PutOutput {
+                    etag: res.etag,
+                    crc64: crc_header(&headers),
+                    last_modified: parse_iso8601(&res.last_modified)
+                        .or_else(|| written_at(&headers)),
+                })
+            }
+        })
+        .await
+    }
+
     fn get_info(resp: &reqwest::Response) -> (ObjectInfo, u64) {
         let h = resp.headers();
         if resp.status().as_u16() == 206
@@ -1495,41 +1579,48 @@ impl ObjectClient for CosClient {
     }
 
     async fn copy_object(&self, req: CopyObject) -> Result<PutOutput, CosError> {
-        self.with_source_key(&req.source_key, |k| {
-            let r = self.copy_request(&req, k);
-            async move {
-                let (headers, body) = self.run_xml(r?).await?;
-                let res: xml::CopyResult =
-                    xml::from_str(body.trim_start()).map_err(CosError::protocol)?;
-                if res.etag.is_empty() {
-                    return Err(CosError::protocol("Copy answered 200 without an ETag"));
+        match self.copy_once(&req).await {
+            // Some S3 stores (SeaweedFS) keep a directory marker as a directory, which they
+            // cannot copy: such an (empty) object is written afresh with what a copy keeps.
+            Err(e) if req.source_key.ends_with('/') && e.code() == Some("NoSuchKey") => {
+                let info = match self.head_object(&req.source_key).await {
+                    Ok(i)
+                        if i.size == 0
+                            && req.source_if_match.as_ref().is_none_or(|m| *m == i.etag) =>
+                    {
+                        i
+                    }
+                    _ => return Err(e),
+                };
+                let mut metadata = req.metadata.clone().unwrap_or_else(|| info.metadata());
+                if req.metadata.is_none() {
+                    metadata.storage_class = req.storage_class.clone();
                 }
-                Ok(PutOutput {
-                    etag: res.etag,
-                    crc64: crc_header(&headers),
-                    last_modified: parse_iso8601(&res.last_modified)
-                        .or_else(|| written_at(&headers)),
-                })
+                self.put_object(PutObject::new(&req.dest_key, Body::Empty).metadata(metadata))
+                    .await
             }
-        })
-        .await
+            r => r,
+        }
     }
 
     async fn list_objects(&self, req: ListObjects) -> Result<ListPage, CosError> {
-        let mut r = Request::new("LIST", Method::GET, None).param("prefix", &req.prefix);
-        if let Some(d) = &req.delimiter {
-            r = r.param("delimiter", d);
-        }
-        r = r
-            .param("marker", &req.marker)
-            .param("max-keys", req.max_keys.to_string())
-            .param("encoding-type", "url");
-        let (_, body) = self.run_xml(r).await?;
+        use std::sync::atomic::Ordering::Relaxed;
+        // S3's ListObjectsV2 where the server has it; its `start-after` is V1's `marker`.
+        let v2 = self.config.api == Api::S3 && !self.list_v1.load(Relaxed);
+        let body = match self.run_xml(list_request(&req, v2)).await {
+            Ok((_, body)) => body,
+            Err(e) if v2 && (e.code() == Some("NotImplemented") || e.status() == Some(501)) => {
+                log::info!("the server has no ListObjectsV2; listing with V1");
+                self.list_v1.store(true, Relaxed);
+                self.run_xml(list_request(&req, false)).await?.1
+            }
+            Err(e) => return Err(e),
+        };
         let res: xml::ListBucketResult = xml::from_str(&body).map_err(CosError::protocol)?;
         let encoded = res.encoding_type.as_deref() == Some("url");
         let dec = |s: &str| {
             if encoded {
-                url_decode(s)
+                self.config.api.decode_listed(s)
             } else {
                 s.to_string()
             }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod crc64;
+pub mod dialect;
 pub mod error;
 pub mod retry;
 pub mod sigv4;

@@ -723,7 +723,7 @@ impl WriteHandle {
             return Err(FsError::TooLarge);
         }
         if new_size < self.size {
-            self.cancel_parts_beyond(new_size).await;
+            self.settle_parts_beyond(new_size).await;
         }
         let file = self.file()?;
         file.set_len(new_size)?;
@@ -742,9 +742,12 @@ impl WriteHandle {
         Ok(())
     }
 
-    /// Stops the uploads in flight of parts that a truncation to `size` cuts: their bytes are
-    /// going from the staging file, and the commit uploads what the parts hold then.
-    async fn cancel_parts_beyond(&mut self, size: u64) {
+    /// Lets the uploads in flight of parts that a truncation to `size` cuts finish, and forgets
+    /// them: their bytes are going from the staging file, and the commit uploads what the parts
+    /// hold then. Not aborted: a request whose body the server already has would still be
+    /// stored, possibly after the commit's upload of the same part, whose ETag Complete would
+    /// then not match (InvalidPart).
+    async fn settle_parts_beyond(&mut self, size: u64) {
         let ps = self.cfg.part_size;
         let Some(u) = self.upload.as_mut() else {
             return;
@@ -759,7 +762,6 @@ impl WriteHandle {
             .collect();
         for i in cut {
             if let Some(PartSlot::InFlight { task, .. }) = u.parts.remove(&i) {
-                task.abort();
                 let _ = task.await;
             }
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mount;
+pub mod weed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,22 +121,27 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 /// The official SDK's python (a venv made by scripts/sdk-venv.sh; scripts/test.sh exports it).
 pub fn sdk_python() -> String {
-    if let Ok(p) = std::env::var("COSMOUNT_SDK_PYTHON") {
+    installed("COSMOUNT_SDK_PYTHON", "sdk-venv.sh")
+}
+
+/// The path in `$var` (scripts/test.sh exports it), else what `scripts/<script>`, which installs
+/// the tool the first time, prints.
+pub fn installed(var: &str, script: &str) -> String {
+    if let Ok(p) = std::env::var(var) {
         return p;
     }
-    let out =
-        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sdk-venv.sh"))
-            .output()
-            .expect("run scripts/sdk-venv.sh");
+    let path = format!("{}/scripts/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("run {path}: {e}"));
     assert!(
         out.status.success(),
-        "cannot set up the official SDK: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Runs tests/conformance/sdk_tool.py (Tencent's SDK) against the emulator.
 pub fn sdk(emu: &TestEmulator, args: &[&str]) -> std::process::Output {
     std::process::Command::new(sdk_python())
         .arg(concat!(
