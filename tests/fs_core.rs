@@ -13,6 +13,27 @@ use cosmount::fs::read::{PrefetchConfig, Prefetcher, Version};
 use cosmount::fs::{Caller, Filesystem, FsConfig, OpenMode};
 use tokio::sync::Semaphore;
 
+/// Puts `data` as `obj` and gives a prefetcher of it (default tuning, 1 GiB of memory).
+async fn put_and_prefetch(client: &Arc<CosClient>, data: &[u8]) -> Prefetcher {
+    let out = client
+        .put_object(PutObject::new(
+            "obj",
+            Body::Bytes(Bytes::from(data.to_vec())),
+        ))
+        .await
+        .unwrap();
+    Prefetcher::new(
+        client.clone(),
+        Version {
+            key: "obj".into(),
+            etag: out.etag,
+            size: data.len() as u64,
+        },
+        PrefetchConfig::default(),
+        Arc::new(Semaphore::new(1 << 20)),
+    )
+}
+
 #[test]
 fn a_failed_prefetch_does_not_poison_later_reads() {
     let emu = TestEmulator::start();
@@ -25,23 +46,7 @@ fn a_failed_prefetch_does_not_poison_later_reads() {
     );
     let data = pattern(6 << 20, 8);
     runtime().block_on(async {
-        let out = client
-            .put_object(PutObject::new(
-                "obj",
-                Body::Bytes(Bytes::from(data.clone())),
-            ))
-            .await
-            .unwrap();
-        let mut p = Prefetcher::new(
-            client.clone(),
-            Version {
-                key: "obj".into(),
-                etag: out.etag,
-                size: data.len() as u64,
-            },
-            PrefetchConfig::default(),
-            Arc::new(Semaphore::new(1 << 20)),
-        );
+        let mut p = put_and_prefetch(&client, &data).await;
         assert_eq!(p.read(0, 4096).await.unwrap(), &data[..4096]);
         emu.emulator.faults().set("get:500:always").unwrap();
         assert!(p.read(8 << 20, 4096).await.is_ok(), "past the end is empty");
@@ -63,6 +68,39 @@ fn a_failed_prefetch_does_not_poison_later_reads() {
             &data[1 << 20..(1 << 20) + 4096],
             "then recover"
         );
+    });
+}
+
+/// The kernel's readahead has several reads in flight, and they arrive slightly out of order
+/// (1 MiB at 1 MiB before the one at 0, ...). Each is the same sequential reader: the window
+/// keeps growing and the GETs in flight are kept, so the object comes in a few large GETs, not
+/// one GET per read.
+#[test]
+fn reordered_readahead_reads_stay_one_stream() {
+    let emu = TestEmulator::start();
+    let client = emu.client();
+    let mib = 1u64 << 20;
+    let data = pattern(64 << 20, 9);
+    runtime().block_on(async {
+        let mut p = put_and_prefetch(&client, &data).await;
+        let before = emu.op_count("get");
+        // Pairs swapped, and now and then one read three places late.
+        let mut order: Vec<u64> = (0..64).collect();
+        for pair in order.chunks_mut(2) {
+            pair.swap(0, 1);
+        }
+        for i in (5..60).step_by(9) {
+            order.swap(i, i + 2);
+        }
+        for i in order {
+            let got = p.read(i * mib, mib).await.unwrap();
+            assert!(
+                got == data[(i * mib) as usize..((i + 1) * mib) as usize],
+                "bytes of read {i}"
+            );
+        }
+        let gets = emu.op_count("get") - before;
+        assert!(gets <= 24, "{gets} GETs for 64 reads of 1 MiB");
     });
 }
 

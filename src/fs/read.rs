@@ -86,6 +86,12 @@ pub struct Prefetcher {
     fresh: bool,
 }
 
+/// How far out of order the kernel's readahead reads may arrive and still be one stream.
+const REORDER_SLACK: u64 = 4 << 20;
+/// Reads at least this large can be readahead (the kernel's are 128 KiB to 1 MiB); smaller ones
+/// near the stream are an application's own random reads.
+const STREAM_READ_MIN: u64 = 64 << 10;
+
 /// The smallest first GET of a queue: the kernel's first read of a file (16 KiB). Every byte
 /// more delays that read's answer (a 128 KiB first GET took 1.6 ms against 0.5 ms here).
 const FIRST_CHUNK: u64 = 16 << 10;
@@ -258,6 +264,18 @@ impl Prefetcher {
         Ok(())
     }
 
+    /// `[start, end)` by one fetch of its own, outside the queue.
+    async fn fetch_alone(&self, start: u64, end: u64) -> FsResult<Bytes> {
+        fetch_range(
+            &*self.client,
+            self.cache.as_deref(),
+            &self.version,
+            start,
+            end,
+        )
+        .await
+    }
+
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the object).
     pub async fn read(&mut self, offset: u64, len: u64) -> FsResult<Bytes> {
         let size = self.version.size;
@@ -265,35 +283,52 @@ impl Prefetcher {
             return Ok(Bytes::new());
         }
         let end = (offset + len).min(size);
-        let sequential = offset == self.last_end || self.covered(offset);
+        // The kernel's readahead sends several reads at once, and they reach the reader
+        // slightly out of order. A large read just ahead of the stream, or one just behind it,
+        // belongs to the same sequential reader: it neither resets the window nor drops the
+        // GETs in flight.
+        let near = len >= STREAM_READ_MIN
+            && self.last_end != u64::MAX
+            && offset + REORDER_SLACK >= self.last_end
+            && offset <= self.next_fetch.max(self.last_end) + REORDER_SLACK;
+        if near && !self.covered(offset) && self.queued_start().is_some_and(|s| offset < s) {
+            // A straggler behind the queue: fetched by itself, the queue left as it is.
+            return self.fetch_alone(offset, end).await;
+        }
+        let sequential = offset == self.last_end || self.covered(offset) || near;
         if !sequential {
             self.reset(offset);
             if end - offset <= self.cfg.initial {
                 // A random read: fetch exactly what was asked, no prefetch.
                 self.last_end = end;
                 self.next_fetch = end;
-                return fetch_range(
-                    &*self.client,
-                    self.cache.as_deref(),
-                    &self.version,
-                    offset,
-                    end,
-                )
-                .await;
+                return self.fetch_alone(offset, end).await;
             }
-        } else if offset == self.last_end && offset > 0 {
+        } else if offset >= self.last_end && offset > 0 {
             self.window = (self.window * 2).min(self.cfg.max_window);
         }
         if !self.covered(offset) {
-            // Sequential, but past everything queued: start a new queue there, keeping the
-            // window this reader has earned.
-            self.chunks.clear();
-            self.next_fetch = offset;
+            if near && offset <= self.next_fetch.max(self.last_end) + REORDER_SLACK {
+                // Just past the queue (or the first reads, out of order): the queue goes on
+                // from where it ends, taking in the bytes the reads still on the way want.
+                if self.chunks.is_empty() {
+                    self.next_fetch = self.next_fetch.min(offset).min(self.last_end);
+                }
+            } else {
+                // Sequential, but past everything queued: start a new queue there, keeping
+                // the window this reader has earned.
+                self.chunks.clear();
+                self.next_fetch = offset;
+            }
         }
         self.fill(offset, end).await?;
-        // Chunks wholly before this read are consumed (kernel readahead can reorder reads
-        // slightly, so the chunk holding `offset` is kept until a read passes it).
-        while self.chunks.front().is_some_and(|c| c.end <= offset) {
+        // Chunks well before this read are consumed; one that a read still on the way may want
+        // (kernel readahead reorders reads a little) is kept until the reads pass it by.
+        while self
+            .chunks
+            .front()
+            .is_some_and(|c| c.end + REORDER_SLACK <= offset)
+        {
             self.chunks.pop_front();
         }
         let mut out: Option<Bytes> = None;
@@ -344,7 +379,8 @@ impl Prefetcher {
             self.last_end = u64::MAX;
             return Err(e);
         }
-        self.last_end = end;
+        // A straggler served from the queue does not move the stream back.
+        self.last_end = if near { self.last_end.max(end) } else { end };
         Ok(match buf {
             Some(b) => b.freeze(),
             None => out.unwrap_or_default(),
