@@ -1607,16 +1607,26 @@ impl ObjectClient for CosClient {
         use std::sync::atomic::Ordering::Relaxed;
         // S3's ListObjectsV2 where the server has it; its `start-after` is V1's `marker`.
         let v2 = self.config.api == Api::S3 && !self.list_v1.load(Relaxed);
+        let v1_instead = || {
+            log::info!("the server has no ListObjectsV2; listing with V1");
+            self.list_v1.store(true, Relaxed);
+        };
         let body = match self.run_xml(list_request(&req, v2)).await {
             Ok((_, body)) => body,
             Err(e) if v2 && (e.code() == Some("NotImplemented") || e.status() == Some(501)) => {
-                log::info!("the server has no ListObjectsV2; listing with V1");
-                self.list_v1.store(true, Relaxed);
+                v1_instead();
                 self.run_xml(list_request(&req, false)).await?.1
             }
             Err(e) => return Err(e),
         };
-        let res: xml::ListBucketResult = xml::from_str(&body).map_err(CosError::protocol)?;
+        let mut res: xml::ListBucketResult = xml::from_str(&body).map_err(CosError::protocol)?;
+        if v2 && res.key_count.is_none() {
+            // A V1 answer to a V2 request: the server ignored `list-type` (and `start-after`
+            // with it, so the page may start anywhere). Asked again in V1.
+            v1_instead();
+            let body = self.run_xml(list_request(&req, false)).await?.1;
+            res = xml::from_str(&body).map_err(CosError::protocol)?;
+        }
         let encoded = res.encoding_type.as_deref() == Some("url");
         let dec = |s: &str| {
             if encoded {

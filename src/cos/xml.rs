@@ -53,6 +53,8 @@ pub struct ListBucketResult {
     pub delimiter: Option<String>,
     pub is_truncated: bool,
     pub next_marker: Option<String>,
+    /// ListObjectsV2's count of the keys and prefixes returned (absent from a V1 answer).
+    pub key_count: Option<u32>,
     pub common_prefixes: Vec<PrefixEntry>,
     pub contents: Vec<ContentEntry>,
 }
