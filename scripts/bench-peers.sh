@@ -237,27 +237,12 @@ mount_client() {
       ;;
   esac
   mnt_pid=$!
-  local i
-  for ((i = 0; i < 600; i++)); do
-    is_mounted && return 0
-    kill -0 "$mnt_pid" 2>/dev/null || die "$client exited before mounting"
-    sleep 0.05
-  done
-  die "$client did not mount within 30 s"
+  wait_mounted "$mnt_pid" "$client" || exit 1
 }
 
 unmount() {
   [[ -n "$mnt_pid" ]] || return 0
-  local i
-  for ((i = 0; i < 200; i++)); do
-    fusermount3 -u "$mnt" 2>/dev/null || true
-    is_mounted || break
-    sleep 0.1
-  done
-  for ((i = 0; i < 400; i++)); do
-    kill -0 "$mnt_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  unmount_wait "$mnt_pid" 200 || true
   kill "$mnt_pid" 2>/dev/null || true
   wait "$mnt_pid" 2>/dev/null || true
   mnt_pid=""

@@ -246,17 +246,7 @@ mount_start() {
 # Unmounts and waits (up to 20 s) for the process to exit.
 mount_stop() {
   [[ -n "$mnt_pid" ]] || return 0
-  local i
-  for ((i = 0; i < 100; i++)); do
-    fusermount3 -u "$mnt" 2>/dev/null || true
-    is_mounted || break
-    sleep 0.1
-  done
-  is_mounted && die "cannot unmount $mnt (busy?)"
-  for ((i = 0; i < 400; i++)); do
-    kill -0 "$mnt_pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  unmount_wait "$mnt_pid" || die "cannot unmount $mnt (busy?)"
   if kill -0 "$mnt_pid" 2>/dev/null; then
     log "cosmount (pid $mnt_pid) still running 20 s after unmount; stopping it"
     kill "$mnt_pid" 2>/dev/null || true

@@ -32,20 +32,37 @@ emulator_url() {
   return 1
 }
 
-# Waits until $mnt is mounted by the cosmount process $1. Fails, saying why, if the process
-# exits first or the mount does not appear within 30 s.
+# Waits until $mnt is mounted by the process $1 (a cosmount, or the client named $2). Fails,
+# saying why, if the process exits first or the mount does not appear within 30 s.
 wait_mounted() {
-  local pid="$1" i
+  local pid="$1" name="${2:-cosmount}" i
   for ((i = 0; i < 600; i++)); do
     is_mounted && return 0
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$prog: cosmount exited before mounting" >&2
+      echo "$prog: $name exited before mounting" >&2
       return 1
     fi
     sleep 0.05
   done
   echo "$prog: $mnt did not appear in /proc/self/mountinfo within 30 s" >&2
   return 1
+}
+
+# Unmounts $mnt, retrying while it is busy for up to $2 tenths of a second (100), then waits up
+# to 20 s for the mount's process $1 to exit. Fails if $mnt is still mounted; the process may
+# still be running (the caller decides what to do with it).
+unmount_wait() {
+  local pid="$1" tries="${2:-100}" i
+  for ((i = 0; i < tries; i++)); do
+    fusermount3 -u "$mnt" 2>/dev/null || true
+    is_mounted || break
+    sleep 0.1
+  done
+  is_mounted && return 1
+  for ((i = 0; i < 400; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
 }
 
 # Stops process $1: waits up to 1 s for it to exit by itself, then SIGTERM, then SIGKILL after

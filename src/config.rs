@@ -506,15 +506,18 @@ fn read_aws_profile(path: &Path, profile: &str) -> Result<Option<Credentials>, C
         }
     }
     Ok(match (id, key) {
-        (Some(id), Some(key)) => {
-            let c = Credentials::new(id, key);
-            Some(match token {
-                Some(t) => c.with_session_token(t),
-                None => c,
-            })
-        }
+        (Some(id), Some(key)) => Some(credentials(id, key, token)),
         _ => None,
     })
+}
+
+/// Credentials from an id, a key and, for temporary credentials, a session token.
+fn credentials(id: String, key: String, token: Option<String>) -> Credentials {
+    let c = Credentials::new(id, key);
+    match token {
+        Some(t) => c.with_session_token(t),
+        None => c,
+    }
 }
 
 /// Where credentials are looked for besides an explicit credential and a passwd file.
@@ -564,11 +567,7 @@ fn resolve_credentials(
     ];
     for (id_var, key_var, token_var) in &env_prefixes[if s3 { 0 } else { 1 }..] {
         if let (Some(id), Some(key)) = (env_nonempty(id_var), env_nonempty(key_var)) {
-            let c = Credentials::new(id, key);
-            return Ok(match env_nonempty(token_var) {
-                Some(t) => c.with_session_token(t),
-                None => c,
-            });
+            return Ok(credentials(id, key, env_nonempty(token_var)));
         }
     }
     let mut candidates: Vec<PathBuf> = passwd_file.map(Path::to_path_buf).into_iter().collect();

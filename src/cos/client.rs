@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use md5::{Digest, Md5};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::auth::Credentials;
 use super::dialect::{Api, Outgoing, Payload, S3_DEFAULT_REGION};
@@ -671,7 +671,8 @@ pub struct CosClient {
     /// The region S3's signature names (COS's endpoint region, else `--region`, else
     /// us-east-1).
     signing_region: String,
-    /// S3: the server has no ListObjectsV2 (it answered NotImplemented once); list with V1.
+    /// S3: the server has no ListObjectsV2 (it refused it, or answered in V1, once); list
+    /// with V1.
     list_v1: std::sync::atomic::AtomicBool,
     copy_source_host: String,
     /// Where GET Service goes: `https://service.cos.myqcloud.com/` for a region endpoint, the
@@ -1335,10 +1336,6 @@ fn parse_content_range(v: &str) -> Option<(u64, u64)> {
     Some((start.parse().ok()?, total.parse().ok()?))
 }
 
-fn url_decode(s: &str) -> String {
-    percent_decode_str(s).decode_utf8_lossy().into_owned()
-}
-
 impl CosClient {
     fn get_request(&self, req: &GetObject, source_key: usize) -> Result<Request, CosError> {
         let mut r = Request::new("GET", Method::GET, Some(&req.key)).sse_reading(
@@ -1606,27 +1603,31 @@ impl ObjectClient for CosClient {
     async fn list_objects(&self, req: ListObjects) -> Result<ListPage, CosError> {
         use std::sync::atomic::Ordering::Relaxed;
         // S3's ListObjectsV2 where the server has it; its `start-after` is V1's `marker`.
-        let v2 = self.config.api == Api::S3 && !self.list_v1.load(Relaxed);
-        let v1_instead = || {
-            log::info!("the server has no ListObjectsV2; listing with V1");
+        let mut v2 = self.config.api == Api::S3 && !self.list_v1.load(Relaxed);
+        let res: xml::ListBucketResult = loop {
+            let refused = match self.run_xml(list_request(&req, v2)).await {
+                Ok((_, body)) => {
+                    let res: xml::ListBucketResult =
+                        xml::from_str(&body).map_err(CosError::protocol)?;
+                    // A V1 answer to a V2 request: the server ignored `list-type` (and
+                    // `start-after` with it, so the page may start anywhere).
+                    if !v2 || res.key_count.is_some() {
+                        break res;
+                    }
+                    None
+                }
+                Err(e) if v2 && (e.code() == Some("NotImplemented") || e.status() == Some(501)) => {
+                    Some(e)
+                }
+                Err(e) => return Err(e),
+            };
+            log::info!(
+                "the server has no ListObjectsV2{}; listing with V1",
+                refused.map(|e| format!(" ({e})")).unwrap_or_default()
+            );
             self.list_v1.store(true, Relaxed);
+            v2 = false;
         };
-        let body = match self.run_xml(list_request(&req, v2)).await {
-            Ok((_, body)) => body,
-            Err(e) if v2 && (e.code() == Some("NotImplemented") || e.status() == Some(501)) => {
-                v1_instead();
-                self.run_xml(list_request(&req, false)).await?.1
-            }
-            Err(e) => return Err(e),
-        };
-        let mut res: xml::ListBucketResult = xml::from_str(&body).map_err(CosError::protocol)?;
-        if v2 && res.key_count.is_none() {
-            // A V1 answer to a V2 request: the server ignored `list-type` (and `start-after`
-            // with it, so the page may start anywhere). Asked again in V1.
-            v1_instead();
-            let body = self.run_xml(list_request(&req, false)).await?.1;
-            res = xml::from_str(&body).map_err(CosError::protocol)?;
-        }
         let encoded = res.encoding_type.as_deref() == Some("url");
         let dec = |s: &str| {
             if encoded {
@@ -1857,13 +1858,15 @@ impl ObjectClient for CosClient {
                 .upload
                 .into_iter()
                 .map(|u| UploadSummary {
-                    key: url_decode(&u.key),
+                    key: self.config.api.decode_listed(&u.key),
                     upload_id: u.upload_id,
                     initiated: u.initiated,
                 })
                 .collect(),
             is_truncated: res.is_truncated,
-            next_key_marker: res.next_key_marker.map(|k| url_decode(&k)),
+            next_key_marker: res
+                .next_key_marker
+                .map(|k| self.config.api.decode_listed(&k)),
             next_upload_id_marker: res.next_upload_id_marker,
         })
     }

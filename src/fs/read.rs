@@ -308,7 +308,7 @@ impl Prefetcher {
             self.window = (self.window * 2).min(self.cfg.max_window);
         }
         if !self.covered(offset) {
-            if near && offset <= self.next_fetch.max(self.last_end) + REORDER_SLACK {
+            if near {
                 // Just past the queue (or the first reads, out of order): the queue goes on
                 // from where it ends, taking in the bytes the reads still on the way want.
                 if self.chunks.is_empty() {
