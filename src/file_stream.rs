@@ -21,11 +21,23 @@ impl std::fmt::Display for FileShorterThanRange {
 
 impl std::error::Error for FileShorterThanRange {}
 
+/// Something read by offset: a file, or the emulator's object made of several files.
+pub trait ReadAt: Send + Sync + 'static {
+    /// Fills `buf` from `off`, or fails with `UnexpectedEof` where the bytes end first.
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_exact_at(&self, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, off)
+    }
+}
+
 /// Streams `len` bytes of `file` starting at `offset`, `chunk` bytes at a time. A file shorter
 /// than promised ends the stream with an `UnexpectedEof` error (holding
 /// `FileShorterThanRange`), never short data.
-pub fn file_range(
-    file: Arc<std::fs::File>,
+pub fn file_range<F: ReadAt>(
+    file: Arc<F>,
     offset: u64,
     len: u64,
     chunk: u64,

@@ -429,6 +429,91 @@ fn multipart_upload_rules_and_part_copy() {
     });
 }
 
+/// Complete Multipart Upload keeps an object as its parts (hard links, no copy of the bytes) and
+/// a copy links them again: every way of reading such an object sees one run of bytes, and
+/// deleting every object leaves no data behind, also across a restart.
+#[test]
+fn objects_kept_as_their_parts_read_copy_and_delete_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cosmount::emulator::EmulatorConfig {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    let start = || TestEmulator {
+        emulator: cosmount::emulator::Emulator::start_background(config.clone()).unwrap(),
+        dir: tempfile::tempdir().unwrap(),
+        config: config.clone(),
+    };
+    let data = pattern(3 * MIB + 12345, 11);
+    let emu = start();
+    let c = emu.client();
+    runtime().block_on(async {
+        let id = c.create_multipart_upload("big", &meta(&[])).await.unwrap();
+        let mut parts = Vec::new();
+        for (i, chunk) in data.chunks(MIB + 7).enumerate() {
+            let n = i as u32 + 1;
+            let body = Body::Bytes(Bytes::copy_from_slice(chunk));
+            let etag = c.upload_part("big", &id, n, body).await.unwrap().etag;
+            parts.push(CompletedPart {
+                part_number: n,
+                etag,
+            });
+        }
+        assert_eq!(parts.len(), 4);
+        c.complete_multipart_upload("big", &id, &parts)
+            .await
+            .unwrap();
+        let edge = MIB as u64 + 7;
+        for (a, b) in [
+            (0, 1),
+            (edge - 1, edge + 1),
+            (edge - 5, 2 * edge + 3),
+            (3 * edge, data.len() as u64),
+            (0, data.len() as u64),
+        ] {
+            let (_, got) = c
+                .get_object_bytes(GetObject::new("big").range(a, b))
+                .await
+                .unwrap();
+            assert!(got[..] == data[a as usize..b as usize], "range {a}..{b}");
+        }
+        c.copy_object(CopyObject::new("big", "copy")).await.unwrap();
+        c.delete_object("big").await.unwrap();
+        let (info, got) = c.get_object_bytes(GetObject::new("copy")).await.unwrap();
+        assert!(got[..] == data[..]);
+        assert_eq!(info.crc64, Some(crc64::checksum(&data)));
+        // Part-Copy of a range across the copy's part boundaries.
+        let id = c.create_multipart_upload("mid", &meta(&[])).await.unwrap();
+        let range = (edge - 9, 2 * edge + 9);
+        let p = c
+            .upload_part_copy("mid", &id, 1, "copy", Some(range), None)
+            .await
+            .unwrap();
+        let done = [CompletedPart {
+            part_number: 1,
+            etag: p.etag,
+        }];
+        c.complete_multipart_upload("mid", &id, &done)
+            .await
+            .unwrap();
+        let (_, got) = c.get_object_bytes(GetObject::new("mid")).await.unwrap();
+        assert!(got[..] == data[range.0 as usize..range.1 as usize]);
+    });
+    drop(emu);
+    let emu = start();
+    let c = emu.client();
+    runtime().block_on(async {
+        let (_, got) = c.get_object_bytes(GetObject::new("copy")).await.unwrap();
+        assert!(got[..] == data[..], "kept across a restart");
+        c.delete_object("copy").await.unwrap();
+        c.delete_object("mid").await.unwrap();
+    });
+    let left = std::fs::read_dir(dir.path().join("data").join(BUCKET).join("data"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "deleted objects leave no data");
+}
+
 #[test]
 fn copy_keeps_or_replaces_metadata_and_delete_multiple() {
     let emu = TestEmulator::start();

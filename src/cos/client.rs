@@ -1322,6 +1322,31 @@ fn info_from_headers(h: &HeaderMap, size: u64) -> ObjectInfo {
     }
 }
 
+/// Bodies at least this long are read into page-aligned memory.
+const ALIGNED_BODY: u64 = 1 << 20;
+/// The alignment: what direct I/O needs, so the data cache can write a fetched body to disk
+/// without copying it again.
+pub const BODY_ALIGN: usize = 4096;
+
+/// A GET's body (of `expected` bytes by its Content-Length) as one buffer. A long one is
+/// gathered into page-aligned memory; one longer than announced ends early (the caller sees
+/// the wrong length).
+async fn read_body(mut resp: reqwest::Response, expected: u64) -> Result<Bytes, CosError> {
+    if expected < ALIGNED_BODY {
+        return resp.bytes().await.map_err(CosError::from_reqwest);
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(expected as usize + BODY_ALIGN);
+    let pad = buf.as_ptr().align_offset(BODY_ALIGN);
+    buf.resize(pad, 0);
+    while let Some(chunk) = resp.chunk().await.map_err(CosError::from_reqwest)? {
+        if (buf.len() - pad + chunk.len()) as u64 > expected {
+            break;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf).slice(pad..))
+}
+
 fn content_length(h: &HeaderMap) -> u64 {
     header_str(h, "content-length")
         .and_then(|v| v.parse().ok())
@@ -1496,7 +1521,7 @@ impl ObjectClient for CosClient {
                     let resp = self.attempt(&r).await?;
                     let (info, _) = Self::get_info(&resp);
                     let expected = content_length(resp.headers());
-                    let body = resp.bytes().await.map_err(CosError::from_reqwest)?;
+                    let body = read_body(resp, expected).await?;
                     if body.len() as u64 != expected {
                         return Err(CosError::Transport {
                             kind: super::error::TransportKind::Body,

@@ -23,7 +23,7 @@ use super::faults::{FaultAction, Faults};
 use super::store::{Bucket, ObjectMeta, Received, ScanStep, StoredHeaders, StoredSse, random_hex};
 use crate::cos::auth::{self, AuthFields, Secret, Verdict};
 use crate::cos::client::{MAX_PARTS, MAX_SINGLE_UPLOAD, MIN_PART_SIZE, format_iso8601};
-use crate::cos::crc64::{self, Crc64};
+use crate::cos::crc64::Crc64;
 use crate::cos::xml::{self, escape};
 
 pub type RespBody = BoxBody<Bytes, io::Error>;
@@ -1323,31 +1323,24 @@ async fn copy_bytes(
     dest: &Bucket,
     start: u64,
     end: u64,
-    hash: bool,
 ) -> Result<Received, ApiError> {
-    let src_path = src_bucket.data_path(src);
+    let input = src_bucket.open_data(src).map_err(internal)?;
     let tmp = dest.tmp_path();
     let tmp2 = tmp.clone();
     tokio::task::spawn_blocking(move || -> io::Result<Received> {
-        use std::io::{Read, Seek, SeekFrom, Write};
-        let mut input = std::fs::File::open(&src_path)?;
-        input.seek(SeekFrom::Start(start))?;
+        use crate::file_stream::ReadAt;
+        use std::io::Write;
         let mut out = std::fs::File::create(&tmp2)?;
-        let mut limited = input.take(end - start);
         let (mut md5, mut crc) = (Md5::new(), Crc64::default());
-        if hash {
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = limited.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                md5.update(&buf[..n]);
-                crc.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-            }
-        } else {
-            std::io::copy(&mut limited, &mut out)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = start;
+        while off < end {
+            let n = buf.len().min((end - off) as usize);
+            input.read_exact_at(&mut buf[..n], off)?;
+            md5.update(&buf[..n]);
+            crc.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            off += n as u64;
         }
         Ok(Received {
             path: tmp2,
@@ -1412,13 +1405,9 @@ async fn copy_object(state: &State, ctx: &Ctx) -> Handled {
             }
         }
     } else {
-        let received = copy_bytes(&src_bucket, &src, bucket, 0, src.size, false).await?;
-        let received = Received {
-            crc64: src.crc64,
-            ..received
-        };
+        let data = bucket.link_data(&src_bucket, &src).map_err(internal)?;
         bucket
-            .commit(&ctx.key, received, etag.clone(), headers)
+            .install(&ctx.key, data, etag.clone(), headers)
             .map_err(internal)?
     };
     let mut r = xml_response(
@@ -1825,7 +1814,7 @@ async fn upload_part_copy(state: &State, ctx: &Ctx) -> Handled {
             }
         },
     };
-    let received = copy_bytes(&src_bucket, &src, &bucket, start, end, true).await?;
+    let received = copy_bytes(&src_bucket, &src, &bucket, start, end).await?;
     let pm = bucket.store_part(&upload, n, received).map_err(internal)?;
     let mut r = xml_response(
         200,
@@ -1859,7 +1848,7 @@ async fn complete(ctx: &Ctx, body: Incoming) -> Handled {
         return Err(err(400, "MalformedXML", "at least one part is required").into());
     }
     // Checks of §3.13: ascending, contiguous from 1, known ETags, 1 MiB minimum but the last.
-    let (meta, parts) = {
+    let (meta, parts, data) = {
         let u = upload.lock();
         let mut parts = Vec::with_capacity(doc.part.len());
         // Order first: [2, 1] is out of order (InvalidPartOrder), not a gap (InvalidPart).
@@ -1901,53 +1890,19 @@ async fn complete(ctx: &Ctx, body: Incoming) -> Handled {
             }
             parts.push(stored.clone());
         }
-        (u.meta.clone(), parts)
+        // Linked under the upload's lock, so a part uploaded again meanwhile cannot slip in.
+        let data = bucket
+            .join_parts(&u.meta.upload_id, &parts)
+            .map_err(internal)?;
+        (u.meta.clone(), parts, data)
     };
-    let tmp = bucket.tmp_path();
-    let paths: Vec<_> = parts
-        .iter()
-        .map(|p| bucket.part_path(&meta.upload_id, p.number))
-        .collect();
-    let tmp2 = tmp.clone();
-    let size = tokio::task::spawn_blocking(move || -> io::Result<u64> {
-        let mut out = std::fs::File::create(&tmp2)?;
-        let mut total = 0;
-        for p in paths {
-            let mut f = std::fs::File::open(p)?;
-            total += std::io::copy(&mut f, &mut out)?;
-        }
-        Ok(total)
-    })
-    .await
-    .map_err(|e| internal(io::Error::other(e)))?
-    .map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        internal(e)
-    })?;
-    let mut crc = 0u64;
     let mut etag_hash = Md5::new();
-    for (i, p) in parts.iter().enumerate() {
-        crc = if i == 0 {
-            p.crc64
-        } else {
-            crc64::combine(crc, p.crc64, p.size)
-        };
+    for p in &parts {
         etag_hash.update(hex::decode(&p.md5).unwrap_or_default());
     }
     let etag = format!("\"{}-{}\"", hex::encode(etag_hash.finalize()), parts.len());
-    let sse = meta.headers.sse.clone();
     let committed = bucket
-        .commit(
-            &meta.key,
-            Received {
-                path: tmp,
-                size,
-                md5: [0; 16],
-                crc64: crc,
-            },
-            etag,
-            meta.headers,
-        )
+        .install(&meta.key, data, etag, meta.headers)
         .map_err(internal)?;
     bucket.remove_upload(&meta.upload_id);
     // COS answers at once and sends keep-alive spaces before the result (§3.13). The XML
@@ -1976,7 +1931,7 @@ async fn complete(ctx: &Ctx, body: Incoming) -> Handled {
         .insert("x-cos-hash-crc64ecma", hv(&committed.crc64.to_string()));
     echo_sse(
         r.headers_mut(),
-        &sse,
+        &committed.headers.sse,
         request_key_md5(&ctx.headers, "x-cos-").as_deref(),
     );
     Ok(r)

@@ -2,7 +2,10 @@
 //!
 //! Layout under the data directory, per bucket:
 //! - `objects/<sha1 of key>.json`: an object's metadata, naming its data file;
-//! - `data/<random id>`: object bytes, never modified once written;
+//! - `data/<random id>`: object bytes, never modified once written: a file, or for an object
+//!   made by Complete Multipart Upload a directory of its parts `1`, `2`, ... (hard links to
+//!   the uploaded parts, so completing an upload copies no byte). A copy of an object hard-links
+//!   its data the same way;
 //! - `uploads/<upload id>/upload.json` and `part-<n>` / `part-<n>.json`: multipart state;
 //! - `tmp/`: bytes being received.
 //!
@@ -104,8 +107,12 @@ pub struct ObjectMeta {
     pub last_modified_ms: u64,
     pub crc64: u64,
     pub headers: StoredHeaders,
-    /// File name under `data/`.
+    /// File (or, with `parts`, directory) name under `data/`.
     pub data: String,
+    /// Sizes of the files `1`, `2`, ... in the directory `data` names, in order; empty when
+    /// `data` is one file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<u64>,
 }
 
 impl ObjectMeta {
@@ -155,6 +162,26 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)
 }
 
+/// Removes an object's data: a file, or a directory of parts.
+fn remove_data(path: &Path) {
+    if fs::remove_file(path).is_err() {
+        let _ = fs::remove_dir_all(path);
+    }
+}
+
+/// Makes the directory `dir` holding hard links named as given to the given files; on failure
+/// removes what it made.
+fn link_all<'a>(files: impl IntoIterator<Item = (PathBuf, &'a str)>, dir: &Path) -> io::Result<()> {
+    fs::create_dir(dir)?;
+    let linked = files
+        .into_iter()
+        .try_for_each(|(from, name)| fs::hard_link(from, dir.join(name)));
+    if linked.is_err() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    linked
+}
+
 fn key_file_name(key: &str) -> String {
     format!("{}.json", hex::encode(Sha1::digest(key.as_bytes())))
 }
@@ -180,6 +207,44 @@ pub struct Received {
     pub size: u64,
     pub md5: [u8; 16],
     pub crc64: u64,
+}
+
+/// Where new data goes before `Bucket::install` makes it an object's.
+pub struct NewData {
+    /// Name under `data/`, already in place.
+    pub name: String,
+    pub size: u64,
+    pub crc64: u64,
+    pub parts: Vec<u64>,
+}
+
+/// An object's bytes opened for reading: one file, or its parts in order.
+pub struct ObjectFiles {
+    /// Each file with the object offset it starts at.
+    files: Vec<(fs::File, u64)>,
+    size: u64,
+}
+
+impl crate::file_stream::ReadAt for ObjectFiles {
+    fn read_exact_at(&self, mut buf: &mut [u8], mut off: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if off + buf.len() as u64 > self.size {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        // The last file starting at or before `off`.
+        let mut i = self.files.partition_point(|(_, start)| *start <= off) - 1;
+        while !buf.is_empty() {
+            let (file, start) = &self.files[i];
+            let end = self.files.get(i + 1).map_or(self.size, |(_, s)| *s);
+            let n = buf.len().min((end - off) as usize);
+            let (head, rest) = buf.split_at_mut(n);
+            FileExt::read_exact_at(file, head, off - start)?;
+            buf = rest;
+            off += n as u64;
+            i += 1;
+        }
+        Ok(())
+    }
 }
 
 impl Bucket {
@@ -222,7 +287,7 @@ impl Bucket {
         for e in fs::read_dir(root.join("data"))? {
             let e = e?;
             if !referenced.contains(e.file_name().to_string_lossy().as_ref()) {
-                let _ = fs::remove_file(e.path());
+                remove_data(&e.path());
             }
         }
         let mut uploads = HashMap::new();
@@ -316,8 +381,27 @@ impl Bucket {
         self.root.join("tmp").join(random_hex(12))
     }
 
-    pub fn data_path(&self, meta: &ObjectMeta) -> PathBuf {
-        self.root.join("data").join(&meta.data)
+    fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Opens the bytes of `meta`.
+    pub fn open_data(&self, meta: &ObjectMeta) -> io::Result<ObjectFiles> {
+        let path = self.data_dir().join(&meta.data);
+        if meta.parts.is_empty() {
+            let file = fs::File::open(path)?;
+            return Ok(ObjectFiles {
+                files: vec![(file, 0)],
+                size: meta.size,
+            });
+        }
+        let mut files = Vec::with_capacity(meta.parts.len());
+        let mut start = 0;
+        for (i, len) in meta.parts.iter().enumerate() {
+            files.push((fs::File::open(path.join((i + 1).to_string()))?, start));
+            start += len;
+        }
+        Ok(ObjectFiles { files, size: start })
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<ObjectMeta>> {
@@ -325,12 +409,12 @@ impl Bucket {
     }
 
     /// Opens an object's bytes together with the metadata they belong to (under the index
-    /// lock, so a concurrent replace cannot delete the file in between).
-    pub fn open_object(&self, key: &str) -> Option<(Arc<ObjectMeta>, io::Result<fs::File>)> {
+    /// lock, so a concurrent replace cannot delete the files in between).
+    pub fn open_object(&self, key: &str) -> Option<(Arc<ObjectMeta>, io::Result<ObjectFiles>)> {
         let objects = self.objects.read();
         let meta = objects.get(key)?.clone();
-        let file = fs::File::open(self.data_path(&meta));
-        Some((meta, file))
+        let files = self.open_data(&meta);
+        Some((meta, files))
     }
 
     /// Makes received bytes the object `key`, replacing any previous one atomically.
@@ -341,27 +425,96 @@ impl Bucket {
         etag: String,
         headers: StoredHeaders,
     ) -> io::Result<Arc<ObjectMeta>> {
-        let data = random_hex(16);
-        fs::rename(&received.path, self.root.join("data").join(&data))?;
+        let name = random_hex(16);
+        fs::rename(&received.path, self.data_dir().join(&name))?;
+        let data = NewData {
+            name,
+            size: received.size,
+            crc64: received.crc64,
+            parts: Vec::new(),
+        };
+        self.install(key, data, etag, headers)
+    }
+
+    /// Makes data already under `data/` the object `key`, replacing any previous one
+    /// atomically; the old object's data is removed after.
+    pub fn install(
+        &self,
+        key: &str,
+        data: NewData,
+        etag: String,
+        headers: StoredHeaders,
+    ) -> io::Result<Arc<ObjectMeta>> {
         let meta = Arc::new(ObjectMeta {
             key: key.to_string(),
-            size: received.size,
+            size: data.size,
             etag,
             last_modified_ms: now_ms(),
-            crc64: received.crc64,
+            crc64: data.crc64,
             headers,
-            data,
+            data: data.name,
+            parts: data.parts,
         });
         let json = serde_json::to_vec(&*meta).map_err(io::Error::other)?;
         let old = {
             let mut objects = self.objects.write();
-            write_atomic(&self.root.join("objects").join(key_file_name(key)), &json)?;
+            let written = write_atomic(&self.root.join("objects").join(key_file_name(key)), &json);
+            if let Err(e) = written {
+                remove_data(&self.data_dir().join(&meta.data));
+                return Err(e);
+            }
             objects.insert(key.to_string(), meta.clone())
         };
         if let Some(old) = old {
-            let _ = fs::remove_file(self.data_path(&old));
+            remove_data(&self.data_dir().join(&old.data));
         }
         Ok(meta)
+    }
+
+    /// New data under `data/` holding the same bytes as `src` of `src_bucket` (hard links:
+    /// data is never modified once written). Both buckets live under one data directory.
+    pub fn link_data(&self, src_bucket: &Bucket, src: &ObjectMeta) -> io::Result<NewData> {
+        let name = random_hex(16);
+        let from = src_bucket.data_dir().join(&src.data);
+        let to = self.data_dir().join(&name);
+        let linked = if src.parts.is_empty() {
+            fs::hard_link(&from, &to)
+        } else {
+            let names: Vec<String> = (1..=src.parts.len()).map(|i| i.to_string()).collect();
+            link_all(names.iter().map(|n| (from.join(n), n.as_str())), &to)
+        };
+        linked.map(|()| NewData {
+            name,
+            size: src.size,
+            crc64: src.crc64,
+            parts: src.parts.clone(),
+        })
+    }
+
+    /// New data under `data/` made of the given parts of an upload, in order (hard links, so
+    /// the parts' bytes are not copied). The upload keeps its own links until it is removed.
+    pub fn join_parts(&self, upload_id: &str, parts: &[PartMeta]) -> io::Result<NewData> {
+        let name = random_hex(16);
+        let names: Vec<String> = (1..=parts.len()).map(|i| i.to_string()).collect();
+        let sources = parts
+            .iter()
+            .zip(&names)
+            .map(|(p, n)| (self.part_path(upload_id, p.number), n.as_str()));
+        link_all(sources, &self.data_dir().join(&name))?;
+        let mut crc = 0u64;
+        for (i, p) in parts.iter().enumerate() {
+            crc = if i == 0 {
+                p.crc64
+            } else {
+                crate::cos::crc64::combine(crc, p.crc64, p.size)
+            };
+        }
+        Ok(NewData {
+            name,
+            size: parts.iter().map(|p| p.size).sum(),
+            crc64: crc,
+            parts: parts.iter().map(|p| p.size).collect(),
+        })
     }
 
     /// Replaces only the metadata of an existing object (a Copy onto itself), keeping its bytes.
@@ -402,7 +555,7 @@ impl Bucket {
             }
             old
         };
-        let _ = fs::remove_file(self.data_path(&old));
+        remove_data(&self.data_dir().join(&old.data));
         Ok(true)
     }
 
