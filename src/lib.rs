@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod cos;
+pub mod direct_io;
 pub mod emulator;
 pub mod file_stream;
 pub mod fs;

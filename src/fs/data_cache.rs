@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::write;
+use crate::direct_io;
 
 /// Bytes per block: what is stored, checked and evicted as one.
 pub const BLOCK: u64 = 1 << 20;
@@ -185,7 +185,7 @@ fn free_space(dir: &Path) -> Option<u64> {
     Some(s.f_bavail * s.f_frsize)
 }
 
-/// Most blocks a run written at once holds (bounds the aligned buffer).
+/// Most blocks a run written at once holds.
 const RUN_BLOCKS: usize = 8;
 
 /// `blocks` (ascending) cut into runs of consecutive block numbers, at most `RUN_BLOCKS` each.
@@ -193,44 +193,6 @@ fn runs<'a, 'b>(blocks: &'b [(u64, &'a [u8])]) -> impl Iterator<Item = &'b [(u64
     blocks
         .chunk_by(|a, b| b.0 == a.0 + 1)
         .flat_map(|run| run.chunks(RUN_BLOCKS))
-}
-
-thread_local! {
-    /// Memory aligned for direct I/O, reused by each thread that stores blocks.
-    static ALIGNED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Writes `bytes` at `offset` (block aligned) of `file`: by direct I/O through `direct` from
-/// aligned memory, all but an unaligned tail (the object's last block), which goes through
-/// the page cache.
-fn write_direct(
-    file: &File,
-    direct: Option<&File>,
-    bytes: &[u8],
-    offset: u64,
-) -> std::io::Result<()> {
-    let body = bytes.len() - bytes.len() % write::DIRECT_ALIGN;
-    let aligned = bytes.as_ptr().align_offset(write::DIRECT_ALIGN) == 0;
-    if let (Some(d), true, true) = (direct, aligned, body > 0) {
-        // Fetched bodies come in aligned memory (the client sees to it): no copy.
-        write::stage(file, Some(d), &bytes[..body], offset)?;
-    } else if let (Some(d), true) = (direct, body > 0) {
-        ALIGNED.with_borrow_mut(|buf| {
-            if buf.len() < body + write::DIRECT_ALIGN {
-                *buf = vec![0u8; RUN_BLOCKS * BLOCK as usize + write::DIRECT_ALIGN];
-            }
-            let pad = buf.as_ptr().align_offset(write::DIRECT_ALIGN);
-            let aligned = &mut buf[pad..pad + body];
-            aligned.copy_from_slice(&bytes[..body]);
-            write::stage(file, Some(d), aligned, offset)
-        })?;
-    } else if body > 0 {
-        file.write_all_at(&bytes[..body], offset)?;
-    }
-    if body < bytes.len() {
-        file.write_all_at(&bytes[body..], offset + body as u64)?;
-    }
-    Ok(())
 }
 
 /// Removes `[offset, offset + len)` of `file`'s blocks from the disk (the file keeps its size).
@@ -609,7 +571,7 @@ impl DataCache {
         // Blocks go to disk by direct I/O: writing through the page cache is the slowest step
         // of a cold read on small machines (it held reads back to half their speed here), and
         // a block read back soon is read once anyway. Consecutive blocks go in one write.
-        let direct = write::open_direct(&self.data_path(&stem));
+        let direct = direct_io::open(&self.data_path(&stem));
         let failure = match file {
             Err(e) => Some(("cannot write a cached object", e)),
             Ok(file) => runs(&blocks)
@@ -625,8 +587,9 @@ impl DataCache {
                         .collect();
                     // No fsync: a block whose bytes did not reach the disk before a crash fails
                     // its checksum when read, and is fetched again.
-                    let stored = write_direct(&file, direct.as_ref(), bytes, first * BLOCK)
-                        .and_then(|_| self.journal(&stem, &lines));
+                    let stored =
+                        direct_io::write_most_direct(&file, direct.as_ref(), bytes, first * BLOCK)
+                            .and_then(|_| self.journal(&stem, &lines));
                     if let Err(e) = stored {
                         // A full disk, most likely: punch what may have landed and stop caching.
                         punch(&file, first * BLOCK, len);

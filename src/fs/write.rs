@@ -201,9 +201,7 @@ pub struct WriteConfig {
 /// Memory a mount lends to the tails of sequential writers (`Tail`); the parts they hand to
 /// uploads keep their share until sent.
 pub const TAIL_MEMORY: u64 = 256 << 20;
-/// Direct I/O wants buffers, offsets and lengths aligned to the device's logical block; 4 KiB
-/// suits every common device.
-pub(super) const DIRECT_ALIGN: usize = 4096;
+use crate::direct_io::{self, ALIGN as DIRECT_ALIGN};
 
 /// The last bytes of a file written sequentially from the start of a part, held in memory
 /// instead of the staging file. When the part is full and the writer goes on, the part goes
@@ -241,36 +239,6 @@ impl Tail {
     fn bytes(&self) -> &[u8] {
         &self.buf[self.pad..]
     }
-}
-
-/// Writes `data` at `offset` of the staging file (or of a data-cache file): by direct I/O when
-/// `direct` is open and everything is aligned (no copy into the page cache), else through the
-/// page cache. A direct write refused by the file system falls back to the page cache.
-pub(super) fn stage(
-    file: &std::fs::File,
-    direct: Option<&std::fs::File>,
-    data: &[u8],
-    offset: u64,
-) -> std::io::Result<()> {
-    let aligned = (data.as_ptr() as usize | data.len()) % DIRECT_ALIGN == 0
-        && offset % DIRECT_ALIGN as u64 == 0;
-    if let (Some(d), true) = (direct, aligned) {
-        match d.write_all_at(data, offset) {
-            Ok(()) => return Ok(()),
-            Err(e) => log::debug!("direct write to the staging file refused ({e}); buffered"),
-        }
-    }
-    file.write_all_at(data, offset)
-}
-
-/// `path` opened for writing with `O_DIRECT` (None where the file system refuses it).
-pub(super) fn open_direct(path: &std::path::Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .ok()
 }
 
 /// The object a handle started from.
@@ -324,6 +292,9 @@ pub struct WriteHandle {
     file: Option<Arc<std::fs::File>>,
     /// The staging file opened a second time with `O_DIRECT` (None where not supported).
     direct: Option<Arc<std::fs::File>>,
+    /// A full part on its way into the staging file while the writer goes on (its upload
+    /// goes from memory). Every other use of the staging file waits for it first (`file`).
+    staging_write: Option<JoinHandle<std::io::Result<()>>>,
     tail: Option<Tail>,
     size: u64,
     present: RangeSet,
@@ -359,7 +330,7 @@ fn create_staging_file(dir: &Path) -> FsResult<(std::fs::File, Option<std::fs::F
         .write(true)
         .create_new(true)
         .open(&path)?;
-    let direct = open_direct(&path);
+    let direct = direct_io::open(&path);
     // Unlinked at once: the data live while the handle does and vanish on any exit or crash.
     std::fs::remove_file(&path)?;
     Ok((file, direct))
@@ -402,6 +373,7 @@ impl WriteHandle {
             base,
             file: None,
             direct: None,
+            staging_write: None,
             tail: None,
             size,
             present: RangeSet::new(),
@@ -440,7 +412,7 @@ impl WriteHandle {
     pub async fn materialize(&mut self) -> FsResult<()> {
         self.check()?;
         self.spill_tail().await?;
-        self.file()?;
+        self.file().await?;
         self.ensure_present(0, self.size, false).await?;
         self.local_only = true;
         Ok(())
@@ -510,7 +482,9 @@ impl WriteHandle {
         }
     }
 
-    fn file(&mut self) -> FsResult<Arc<std::fs::File>> {
+    /// The staging file (made on first use), once the part on its way into it has landed.
+    async fn file(&mut self) -> FsResult<Arc<std::fs::File>> {
+        self.settle_staging().await?;
         if self.file.is_none() {
             let (f, direct) = create_staging_file(&self.cfg.cache_dir)?;
             // Only when there is something to extend: ext4 flushes a truncated file's data
@@ -522,6 +496,22 @@ impl WriteHandle {
             self.direct = direct.map(Arc::new);
         }
         Ok(self.file.clone().expect("set above"))
+    }
+
+    /// Waits for the part on its way into the staging file; if it could not be written, the
+    /// handle fails (its bytes are recorded as present).
+    async fn settle_staging(&mut self) -> FsResult<()> {
+        let Some(h) = self.staging_write.take() else {
+            return Ok(());
+        };
+        let written = match h.await {
+            Ok(r) => r.map_err(FsError::from),
+            Err(e) => Err(FsError::Local(e.to_string())),
+        };
+        if written.is_err() {
+            self.failed = true;
+        }
+        written
     }
 
     fn touch_parts(&mut self, start: u64, end: u64) {
@@ -607,7 +597,7 @@ impl WriteHandle {
     }
 
     async fn write_file(&mut self, data: Bytes, pos: u64) -> FsResult<()> {
-        let file = self.file()?;
+        let file = self.file().await?;
         tokio::task::spawn_blocking(move || file.write_all_at(&data, pos))
             .await
             .map_err(|e| FsError::Local(e.to_string()))??;
@@ -648,11 +638,13 @@ impl WriteHandle {
 
     /// Writes `data` into the staging file at `offset` (see `stage`).
     async fn stage_bytes(&mut self, data: Bytes, offset: u64) -> FsResult<()> {
-        let file = self.file()?;
+        let file = self.file().await?;
         let direct = self.direct.clone();
-        tokio::task::spawn_blocking(move || stage(&file, direct.as_deref(), &data, offset))
-            .await
-            .map_err(|e| FsError::Local(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            direct_io::write_at(&file, direct.as_deref(), &data, offset)
+        })
+        .await
+        .map_err(|e| FsError::Local(e.to_string()))??;
         Ok(())
     }
 
@@ -677,7 +669,13 @@ impl WriteHandle {
         let t = self.tail.take().expect("a tail");
         let (part, start, memory) = (t.part, t.start, t.memory);
         let data = Bytes::from(t.buf).slice(t.pad..);
-        self.stage_bytes(data.clone(), start).await?;
+        // Into the staging file in the background: the writer need not wait for the disk.
+        let file = self.file().await?;
+        let direct = self.direct.clone();
+        let staged = data.clone();
+        self.staging_write = Some(tokio::task::spawn_blocking(move || {
+            direct_io::write_at(&file, direct.as_deref(), &staged, start)
+        }));
         let metadata = self.final_metadata(SystemTime::now());
         let key = self.key.clone();
         if let Err(e) = self.ensure_upload(&key, &metadata).await {
@@ -725,7 +723,7 @@ impl WriteHandle {
         if new_size < self.size {
             self.settle_parts_beyond(new_size).await;
         }
-        let file = self.file()?;
+        let file = self.file().await?;
         file.set_len(new_size)?;
         if new_size < self.size {
             self.present.remove(new_size, u64::MAX);
@@ -790,7 +788,7 @@ impl WriteHandle {
             .base
             .clone()
             .ok_or(FsError::Local("missing bytes but no base object".into()))?;
-        let file = self.file()?;
+        let file = self.file().await?;
         for (mut s, mut e) in gaps {
             if align {
                 s = s / FETCH_ALIGN * FETCH_ALIGN;
@@ -839,7 +837,7 @@ impl WriteHandle {
             return Ok(Bytes::new());
         }
         self.ensure_present(offset, end, true).await?;
-        let file = self.file()?;
+        let file = self.file().await?;
         let n = (end - offset) as usize;
         let data = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; n];
@@ -1057,6 +1055,9 @@ impl WriteHandle {
     /// Stores the handle's content and attributes as its object. `Ok(None)`: nothing to do.
     pub async fn commit(&mut self) -> FsResult<Option<Committed>> {
         self.check()?;
+        // Everything after (the parts sent from the staging file, the data cache filled from
+        // it) needs its bytes there.
+        self.settle_staging().await?;
         if !self.is_dirty() {
             return Ok(None);
         }
@@ -1276,7 +1277,7 @@ impl WriteHandle {
                 continue;
             }
             self.ensure_present(s, e, false).await?;
-            self.file()?;
+            self.file().await?;
             let task = self.spawn_part_upload(&upload.upload_id, &upload.key, i, s, e);
             tasks.push((i, generation, len, task));
         }
