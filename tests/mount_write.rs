@@ -454,6 +454,78 @@ fn failed_uploads_return_eio_from_close_and_fsync_and_keep_the_old_object() {
     assert!(m.log_text().contains("previous object is unchanged"));
 }
 
+/// A tmpfs of `mib` MiB mounted on `path` until dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, mib: u32) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a small tmpfs (the tests run as root)");
+        SmallDisk(path.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The staging disk fills while a streamed file's parts go up from memory and into the staging
+/// file behind the writer: the failure reaches the writer (a write or fsync fails with an
+/// error), the old object stays, and the upload is aborted.
+#[test]
+fn a_full_staging_disk_fails_the_write_and_keeps_the_old_object() {
+    let emu = TestEmulator::start();
+    let old = pattern(3 << 20, 1);
+    runtime()
+        .block_on(emu.client().put_object(cosmount::cos::PutObject::new(
+            "f",
+            cosmount::cos::Body::Bytes(old.clone().into()),
+        )))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let _disk = SmallDisk::mount(&dir.path().join("cache"), 3);
+    let mountpoint = dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).unwrap();
+    let m = Mount::start_at(&emu, &["--part-size", "1M"], &[], dir, mountpoint);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.join("f"))
+        .unwrap();
+    let chunk = pattern(1 << 20, 2);
+    let wrote_all = (0..12).all(|_| f.write_all(&chunk).is_ok());
+    let synced = f.sync_all();
+    assert!(
+        !wrote_all || synced.is_err(),
+        "12 MiB went through a 3 MiB staging disk without an error"
+    );
+    drop(f);
+    let (_, body) = runtime()
+        .block_on(emu.client().get_object_bytes(GetObject::new("f")))
+        .unwrap();
+    assert!(body[..] == old[..], "the old object is intact");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while emu.emulator.upload_count(BUCKET) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        emu.emulator.upload_count(BUCKET),
+        0,
+        "the upload was aborted"
+    );
+}
+
 #[test]
 fn kill_9_during_a_large_write_leaves_the_old_object_or_none() {
     let emu = TestEmulator::start();

@@ -508,7 +508,11 @@ impl WriteHandle {
             Ok(r) => r.map_err(FsError::from),
             Err(e) => Err(FsError::Local(e.to_string())),
         };
-        if written.is_err() {
+        if let Err(e) = &written {
+            log::error!(
+                "{}: cannot store written bytes in the staging file: {e}",
+                self.key
+            );
             self.failed = true;
         }
         written
