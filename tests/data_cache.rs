@@ -84,12 +84,29 @@ fn a_changed_object_never_serves_old_bytes_and_a_damaged_block_is_fetched_again(
         let emu = TestEmulator::start();
         let cache = tempfile::tempdir().unwrap();
         put_external(&emu, "f", &pattern(3 * MIB, 1));
-        let m = start(&emu, cache.path(), extra);
+        let mut m = start(&emu, cache.path(), extra);
         assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 1));
-        // Another client replaces it: the next open reads the new version.
+        // Remounted, the cache holds every block: a read-only open is passthrough.
+        m.unmount();
+        let m = start(&emu, cache.path(), extra);
+        let before = std::fs::File::open(m.join("f")).unwrap();
+        // Another client replaces it: the next open reads the new version, also while a
+        // descriptor opened before reads the old one by passthrough (the kernel ties that
+        // inode to the old version's file, so the new open gets a new inode).
         put_external(&emu, "f", &pattern(3 * MIB, 2));
         drop_page_cache();
         assert!(std::fs::read(m.join("f")).unwrap() == pattern(3 * MIB, 2));
+        drop_page_cache();
+        let mut buf = vec![0u8; 3 * MIB];
+        std::os::unix::fs::FileExt::read_exact_at(&before, &mut buf, 0).unwrap();
+        // By passthrough it reads the version it opened, from that version's file; through
+        // cosmount, a descriptor that returned no byte yet reads the new version.
+        let seed = if extra.is_empty() { 1 } else { 2 };
+        assert!(
+            buf == pattern(3 * MIB, seed),
+            "the descriptor opened before"
+        );
+        drop(before);
         // Damage every cached data file while no mount uses the cache; reads still return
         // the right bytes.
         drop(m);

@@ -193,6 +193,18 @@ impl Filesystem {
             .open_state(&file, &mut st, &key, writable, mode.truncate)
             .await
         {
+            Ok(()) if !writable && st.passthrough_of_older_version() => {
+                // The object changed under descriptors that read the old version by
+                // passthrough. Their inode leaves the name (they keep reading it, as after a
+                // local `mv` over the file), and ESTALE makes the kernel look the name up
+                // again: the lookup gives a new inode, opened on the new version.
+                let mut inodes = self.inodes.lock();
+                if let Some(node) = inodes.get(ino).filter(|n| !n.unlinked) {
+                    let (parent, name) = (node.parent, node.name.clone());
+                    inodes.detach(parent, &name);
+                }
+                Err(FsError::Stale)
+            }
             Ok(()) => st.open_io(!writable, |st| self.backing(st)),
             Err(e) => Err(e),
         };

@@ -136,6 +136,15 @@ impl FileState {
         Ok(Io::Cached)
     }
 
+    /// Descriptors read an older version by passthrough than the one a read-only open would
+    /// read now (another client replaced the object). The kernel ties the inode to their
+    /// backing file, so a new open cannot read the new version on this inode (see `open`).
+    pub fn passthrough_of_older_version(&self) -> bool {
+        self.io.passthrough_active()
+            && self.io.passthrough.as_ref().map(|(b, _)| b.etag.as_str())
+                != self.version.as_ref().map(|v| v.etag.as_str())
+    }
+
     /// Whether the content may change now: not while descriptors read it by passthrough
     /// (ETXTBSY; see `open_io`).
     pub fn check_changeable(&self) -> FsResult<()> {
