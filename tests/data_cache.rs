@@ -76,6 +76,77 @@ fn repeated_reads_and_remounts_need_no_get() {
     );
 }
 
+/// `ls -l` of `dir`: one line per entry, mode and name.
+fn modes(dir: &Path) -> Vec<(String, String)> {
+    let out = Command::new("ls").arg("-l").arg(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[f.len() - 1].to_string())
+        })
+        .collect()
+}
+
+/// After a remount, a listing takes each cached object's mode and owner from the cache (the
+/// same ETag and Last-Modified second), with no HEAD; a chmod by another mount changes
+/// Last-Modified, so it shows.
+#[test]
+fn a_listing_after_a_remount_takes_cached_attributes_and_sees_other_changes() {
+    let emu = TestEmulator::start();
+    let cache = tempfile::tempdir().unwrap();
+    // The default metadata TTL (`start` sets none, so every stat asks COS).
+    let cached = ["--data-cache", cache.path().to_str().unwrap()];
+    {
+        let other = Mount::start(&emu, &[]);
+        std::fs::create_dir(other.join("d")).unwrap();
+        for i in 0..20 {
+            std::fs::write(other.join(&format!("d/f{i}")), b"x").unwrap();
+        }
+        let f3 = other.join("d/f3");
+        std::fs::set_permissions(&f3, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    // Metadata is remembered only when read two seconds after the change (see `Attrs`).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut m = Mount::start(&emu, &cached);
+    let before = modes(&m.join("d"));
+    assert!(
+        before.contains(&("-rw-------".into(), "f3".into())),
+        "{before:?}"
+    );
+    for i in 0..20 {
+        assert_eq!(std::fs::read(m.join(&format!("d/f{i}"))).unwrap(), b"x");
+    }
+    m.unmount();
+
+    let m = Mount::start(&emu, &cached);
+    let heads = emu.op_count("head");
+    assert_eq!(modes(&m.join("d")), before, "the same listing");
+    // Only the directory itself is asked about (its lookup: `d` and its marker `d/`), not
+    // its 20 files.
+    assert!(
+        emu.op_count("head") <= heads + 2,
+        "{} HEADs",
+        emu.op_count("head") - heads
+    );
+    drop(m);
+
+    // Another mount changes a mode: Last-Modified moves, so the cache is not used for it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    {
+        let other = Mount::start(&emu, &[]);
+        let f3 = other.join("d/f3");
+        std::fs::set_permissions(&f3, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    }
+    let m = Mount::start(&emu, &cached);
+    let after = modes(&m.join("d"));
+    assert!(
+        after.contains(&("-rw-r-----".into(), "f3".into())),
+        "{after:?}"
+    );
+}
+
 #[test]
 fn a_changed_object_never_serves_old_bytes_and_a_damaged_block_is_fetched_again() {
     // Served by passthrough (the file is checked before the kernel gets it) and through

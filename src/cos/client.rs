@@ -218,6 +218,8 @@ pub struct ObjectInfo {
     pub sse_customer: bool,
     /// `x-cos-storage-class` (COS sends it only when not STANDARD).
     pub storage_class: Option<String>,
+    /// When the server answered (`Date`), by its clock.
+    pub date: Option<SystemTime>,
 }
 
 impl ObjectInfo {
@@ -1319,6 +1321,7 @@ fn info_from_headers(h: &HeaderMap, size: u64) -> ObjectInfo {
         storage_class: header_str(h, "x-cos-storage-class")
             .filter(|c| !c.eq_ignore_ascii_case("STANDARD"))
             .map(str::to_string),
+        date: header_str(h, "date").and_then(|v| httpdate::parse_http_date(v).ok()),
     }
 }
 

@@ -45,6 +45,20 @@ const FORMAT: &str = "cosmount-cache-v2";
 fn checksum(block: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(block)
 }
+
+/// An entry's journal line for its attributes: `a <second> <user metadata as JSON>`.
+fn attrs_line(a: &Attrs) -> String {
+    let user = serde_json::to_string(&a.user).unwrap_or_else(|_| "{}".into());
+    format!("a {} {user}\n", a.modified_s)
+}
+
+fn parse_attrs_line(line: &str) -> Option<Attrs> {
+    let (modified_s, user) = line.strip_prefix("a ")?.split_once(' ')?;
+    Some(Attrs {
+        modified_s: modified_s.parse().ok()?,
+        user: serde_json::from_str(user).ok()?,
+    })
+}
 /// The default bound: at most this, and at most a tenth of the free space where the cache is,
 /// so a small disk is never filled.
 const DEFAULT_MAX: u64 = 5 << 30;
@@ -84,6 +98,33 @@ struct Entry {
     /// passthrough, which cannot check what the kernel reads): while the file is unchanged
     /// since, it need not be checked again. Storing or dropping a block clears it.
     checked: Option<Stamp>,
+    /// The object's user metadata (mode, owner, times), for listings after a remount.
+    attrs: Option<Attrs>,
+}
+
+/// User metadata of one version of an object, as a HEAD gave it, with the second of its
+/// Last-Modified. A change of metadata alone (a copy onto itself, as a chmod is) keeps the
+/// ETag but changes Last-Modified, so a listing entry with the same ETag and the same
+/// Last-Modified second is this version, metadata included, provided that HEAD came at least
+/// `ATTRS_SETTLED` after it (a later change then falls in a later second). Another mount's
+/// change within that window is the only one this could miss, which is why it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attrs {
+    modified_s: u64,
+    user: std::collections::BTreeMap<String, String>,
+}
+
+/// How long after an object's Last-Modified (by the server's clock: the HEAD's Date) its
+/// metadata must have been read to be remembered: listings give seconds, and one more second
+/// covers servers whose clocks differ by up to that.
+const ATTRS_SETTLED: u64 = 2;
+/// Attributes remembered for objects with no entry yet (read by a listing before their blocks).
+const PENDING_ATTRS: usize = 10_000;
+
+fn whole_seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What identifies a file's content without reading it: a write changes mtime and ctime (and
@@ -147,6 +188,9 @@ struct Index {
     /// Bytes that `put`s made room for and are writing (counted against the bound, so that
     /// writes at the same time cannot together pass it).
     reserved: u64,
+    /// Attributes of objects not cached yet, by key, with the ETag they belong to; an entry
+    /// made for that version takes them.
+    pending_attrs: lru::LruCache<String, (String, Attrs)>,
 }
 
 /// Fetched ranges waiting for the writer thread (`put_later`); a read that finds the queue
@@ -233,6 +277,9 @@ impl DataCache {
                 objects: HashMap::new(),
                 by_key: HashMap::new(),
                 lru: lru::LruCache::unbounded(),
+                pending_attrs: lru::LruCache::new(
+                    std::num::NonZeroUsize::new(PENDING_ATTRS).expect("not zero"),
+                ),
                 used: 0,
                 pinned: HashMap::new(),
                 reserved: 0,
@@ -348,9 +395,14 @@ impl DataCache {
             let n = size.div_ceil(BLOCK) as usize;
             let mut blocks = vec![None; n];
             let mut checked = None;
+            let mut attrs = None;
             for l in lines {
                 if let Some(stamp) = Stamp::parse(l) {
                     checked = Some(stamp);
+                    continue;
+                }
+                if let Some(a) = parse_attrs_line(l) {
+                    attrs = Some(a);
                     continue;
                 }
                 // A block stored or dropped after the check: the data file changed.
@@ -375,6 +427,7 @@ impl DataCache {
                 size,
                 blocks,
                 checked,
+                attrs,
             };
             for (i, b) in entry.blocks.iter().enumerate() {
                 if b.is_some() {
@@ -415,9 +468,18 @@ impl DataCache {
             let header = serde_json::json!({
                 "format": FORMAT, "key": key, "etag": etag, "size": size,
             });
+            let attrs = idx
+                .pending_attrs
+                .pop(key)
+                .filter(|(e, _)| e == etag)
+                .map(|(_, a)| a);
+            let mut journal = format!("{header}\n");
+            if let Some(a) = &attrs {
+                journal.push_str(&attrs_line(a));
+            }
             let made = File::create(self.data_path(&stem))
                 .and_then(|f| f.set_len(size))
-                .and_then(|_| std::fs::write(self.meta_path(&stem), format!("{header}\n")));
+                .and_then(|_| std::fs::write(self.meta_path(&stem), journal));
             if let Err(e) = made {
                 self.warn("cannot make an entry", e);
                 return None;
@@ -433,6 +495,7 @@ impl DataCache {
                     size,
                     blocks: vec![None; size.div_ceil(BLOCK) as usize],
                     checked: None,
+                    attrs,
                 },
             );
         }
@@ -460,6 +523,56 @@ impl DataCache {
     fn journal(&self, stem: &str, line: &str) -> std::io::Result<()> {
         let mut f = OpenOptions::new().append(true).open(self.meta_path(stem))?;
         f.write_all(line.as_bytes())
+    }
+
+    /// Remembers the user metadata a HEAD gave for `key`@`etag` (Last-Modified `modified`,
+    /// answered at `date` by the server's clock), if the HEAD came late enough after the
+    /// change for a listing to tell a later one (`Attrs`).
+    pub fn remember_attrs(
+        &self,
+        key: &str,
+        etag: &str,
+        modified: std::time::SystemTime,
+        date: Option<std::time::SystemTime>,
+        user: &std::collections::BTreeMap<String, String>,
+    ) {
+        let modified_s = whole_seconds(modified);
+        if date.is_none_or(|d| whole_seconds(d) < modified_s + ATTRS_SETTLED) {
+            return;
+        }
+        let attrs = Attrs {
+            modified_s,
+            user: user.clone(),
+        };
+        let mut idx = self.index.lock();
+        let id = ObjectId::new(key, etag);
+        match idx.objects.get_mut(&id) {
+            Some(e) if e.attrs.as_ref() != Some(&attrs) => {
+                let stem = e.stem.clone();
+                e.attrs = Some(attrs.clone());
+                if let Err(e) = self.journal(&stem, &attrs_line(&attrs)) {
+                    self.warn("cannot store an object's attributes", e);
+                }
+            }
+            Some(_) => {}
+            None => {
+                idx.pending_attrs
+                    .put(key.to_string(), (etag.to_string(), attrs));
+            }
+        }
+    }
+
+    /// The user metadata remembered for `key`@`etag` last modified at `modified` (the same
+    /// second), if any.
+    pub fn attrs(
+        &self,
+        key: &str,
+        etag: &str,
+        modified: std::time::SystemTime,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let idx = self.index.lock();
+        let a = idx.objects.get(&ObjectId::new(key, etag))?.attrs.as_ref()?;
+        (a.modified_s == whole_seconds(modified)).then(|| a.user.clone())
     }
 
     /// Bytes `[start, end)` of `key`@`etag` (an object of `size` bytes) when every block of the

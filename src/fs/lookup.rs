@@ -172,6 +172,9 @@ impl Filesystem {
     /// A file's full stat (HEAD); `None` when there is no such object.
     pub(super) async fn file_stat(&self, key: &str) -> FsResult<Option<Stat>> {
         let head = self.client.head_object(key).await;
+        if let (Ok(info), Some(c)) = (&head, &self.cfg.data_cache) {
+            c.remember_attrs(key, &info.etag, info.last_modified, info.date, &info.user);
+        }
         self.file_from_head(key, head)
     }
 

@@ -173,6 +173,14 @@ impl Filesystem {
             if let Cached::Found(s) = self.cache.get(&key) {
                 e.stat = s;
             }
+            // The data cache remembers the metadata of the versions it holds (a remount).
+            if let (Stat::File(f), Some(c)) = (&mut e.stat, &self.cfg.data_cache)
+                && f.meta.is_none()
+                && let Some(user) = c.attrs(&key, &f.etag, f.last_modified)
+            {
+                f.meta = Some(super::MetaAttrs::parse(&user));
+                self.cache.insert_observed(&key, e.stat.clone(), asked);
+            }
             let incomplete = match &e.stat {
                 Stat::File(f) => f.meta.is_none(),
                 Stat::Dir(dir) => !dir.probed,
