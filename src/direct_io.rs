@@ -88,8 +88,10 @@ pub fn write_most_direct(
 /// A buffer whose bytes start at an aligned address, filled up to a capacity fixed at the
 /// start (so it never moves).
 pub struct AlignedBuf {
+    /// `buf[pad..]` are the bytes.
     buf: Vec<u8>,
     pad: usize,
+    cap: usize,
 }
 
 impl AlignedBuf {
@@ -97,7 +99,7 @@ impl AlignedBuf {
         let mut buf: Vec<u8> = Vec::with_capacity(cap + ALIGN);
         let pad = buf.as_ptr().align_offset(ALIGN);
         buf.resize(pad, 0);
-        AlignedBuf { buf, pad }
+        AlignedBuf { buf, pad, cap }
     }
 
     pub fn len(&self) -> usize {
@@ -110,7 +112,7 @@ impl AlignedBuf {
 
     /// Room left before the capacity.
     pub fn room(&self) -> usize {
-        self.buf.capacity() - ALIGN - self.len()
+        self.cap - self.len()
     }
 
     /// Appends at most `room()` bytes of `data`; returns how many.
@@ -126,5 +128,10 @@ impl AlignedBuf {
 
     pub fn clear(&mut self) {
         self.buf.truncate(self.pad);
+    }
+
+    /// The bytes, still at their aligned address.
+    pub fn into_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from(self.buf).slice(self.pad..)
     }
 }

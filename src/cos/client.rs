@@ -1325,29 +1325,25 @@ fn info_from_headers(h: &HeaderMap, size: u64) -> ObjectInfo {
     }
 }
 
-/// Bodies at least this long are read into page-aligned memory.
+/// Bodies at least this long are read into memory aligned for direct I/O, so the data cache
+/// can write a fetched body to disk without copying it again.
 const ALIGNED_BODY: u64 = 1 << 20;
-/// The alignment: what direct I/O needs, so the data cache can write a fetched body to disk
-/// without copying it again.
-pub const BODY_ALIGN: usize = 4096;
 
 /// A GET's body (of `expected` bytes by its Content-Length) as one buffer. A long one is
-/// gathered into page-aligned memory; one longer than announced ends early (the caller sees
-/// the wrong length).
+/// gathered into aligned memory; one longer than announced ends early (the caller sees the
+/// wrong length).
 async fn read_body(mut resp: reqwest::Response, expected: u64) -> Result<Bytes, CosError> {
     if expected < ALIGNED_BODY {
         return resp.bytes().await.map_err(CosError::from_reqwest);
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(expected as usize + BODY_ALIGN);
-    let pad = buf.as_ptr().align_offset(BODY_ALIGN);
-    buf.resize(pad, 0);
+    let mut buf = crate::direct_io::AlignedBuf::with_capacity(expected as usize);
     while let Some(chunk) = resp.chunk().await.map_err(CosError::from_reqwest)? {
-        if (buf.len() - pad + chunk.len()) as u64 > expected {
+        if chunk.len() > buf.room() {
             break;
         }
-        buf.extend_from_slice(&chunk);
+        buf.fill(&chunk);
     }
-    Ok(Bytes::from(buf).slice(pad..))
+    Ok(buf.into_bytes())
 }
 
 fn content_length(h: &HeaderMap) -> u64 {

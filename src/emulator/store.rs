@@ -169,13 +169,19 @@ fn remove_data(path: &Path) {
     }
 }
 
-/// Makes the directory `dir` holding hard links named as given to the given files; on failure
-/// removes what it made.
-fn link_all<'a>(files: impl IntoIterator<Item = (PathBuf, &'a str)>, dir: &Path) -> io::Result<()> {
+/// The file of part `i` (from 0) in the data directory `dir` of an object kept as its parts.
+fn part_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join((i + 1).to_string())
+}
+
+/// Makes `dir` the data directory of an object kept as its parts: hard links to `parts`, in
+/// order; on failure removes what it made.
+fn link_parts(parts: impl IntoIterator<Item = PathBuf>, dir: &Path) -> io::Result<()> {
     fs::create_dir(dir)?;
-    let linked = files
+    let linked = parts
         .into_iter()
-        .try_for_each(|(from, name)| fs::hard_link(from, dir.join(name)));
+        .enumerate()
+        .try_for_each(|(i, from)| fs::hard_link(from, part_file(dir, i)));
     if linked.is_err() {
         let _ = fs::remove_dir_all(dir);
     }
@@ -398,7 +404,7 @@ impl Bucket {
         let mut files = Vec::with_capacity(meta.parts.len());
         let mut start = 0;
         for (i, len) in meta.parts.iter().enumerate() {
-            files.push((fs::File::open(path.join((i + 1).to_string()))?, start));
+            files.push((fs::File::open(part_file(&path, i))?, start));
             start += len;
         }
         Ok(ObjectFiles { files, size: start })
@@ -480,8 +486,7 @@ impl Bucket {
         let linked = if src.parts.is_empty() {
             fs::hard_link(&from, &to)
         } else {
-            let names: Vec<String> = (1..=src.parts.len()).map(|i| i.to_string()).collect();
-            link_all(names.iter().map(|n| (from.join(n), n.as_str())), &to)
+            link_parts((0..src.parts.len()).map(|i| part_file(&from, i)), &to)
         };
         linked.map(|()| NewData {
             name,
@@ -495,12 +500,8 @@ impl Bucket {
     /// the parts' bytes are not copied). The upload keeps its own links until it is removed.
     pub fn join_parts(&self, upload_id: &str, parts: &[PartMeta]) -> io::Result<NewData> {
         let name = random_hex(16);
-        let names: Vec<String> = (1..=parts.len()).map(|i| i.to_string()).collect();
-        let sources = parts
-            .iter()
-            .zip(&names)
-            .map(|(p, n)| (self.part_path(upload_id, p.number), n.as_str()));
-        link_all(sources, &self.data_dir().join(&name))?;
+        let sources = parts.iter().map(|p| self.part_path(upload_id, p.number));
+        link_parts(sources, &self.data_dir().join(&name))?;
         let mut crc = 0u64;
         for (i, p) in parts.iter().enumerate() {
             crc = if i == 0 {

@@ -6,9 +6,10 @@
 //!   is seen.
 //! - Each object is one sparse file (`<id>.data`, the object's bytes at their offsets, holes
 //!   where blocks are missing) and a journal (`<id>.meta`: a header line with the key, ETag and
-//!   size, then a line per stored block with its checksum (XXH3-64), and `-N` for an evicted one). A block is
-//!   checked against its checksum every time it is read: a damaged or truncated block is dropped
-//!   and fetched again, never returned.
+//!   size, then a line per stored block with its checksum (XXH3-64), `-N` for an evicted one,
+//!   and `a` lines with the object's user metadata). A block is checked against its checksum
+//!   every time it is read: a damaged or truncated block is dropped and fetched again, never
+//!   returned.
 //! - The cache is bounded (`--max-cache-size`); the least recently used blocks go first (their
 //!   range of the data file is punched out).
 //! - The cache survives a remount: the journals are read back at start.

@@ -137,12 +137,7 @@ impl Filesystem {
             let mut inodes = self.inodes.lock();
             if file.view().local {
                 // A failed first commit: the file never existed in COS.
-                if let Some(node) = inodes.get(file.ino) {
-                    let (parent, name) = (node.parent, node.name.clone());
-                    if !node.unlinked {
-                        inodes.detach(parent, &name);
-                    }
-                }
+                inodes.detach_ino(file.ino);
             }
             inodes.close_handle(file.ino);
         }
@@ -198,11 +193,7 @@ impl Filesystem {
                 // passthrough. Their inode leaves the name (they keep reading it, as after a
                 // local `mv` over the file), and ESTALE makes the kernel look the name up
                 // again: the lookup gives a new inode, opened on the new version.
-                let mut inodes = self.inodes.lock();
-                if let Some(node) = inodes.get(ino).filter(|n| !n.unlinked) {
-                    let (parent, name) = (node.parent, node.name.clone());
-                    inodes.detach(parent, &name);
-                }
+                self.inodes.lock().detach_ino(ino);
                 Err(FsError::Stale)
             }
             Ok(()) => st.open_io(!writable, |st| self.backing(st)),

@@ -134,6 +134,14 @@ impl InodeTable {
         Some(ino)
     }
 
+    /// Removes `ino` from the name it still has, if any; the inode lives on while referenced.
+    pub fn detach_ino(&mut self, ino: Ino) {
+        if let Some(node) = self.inodes.get(&ino).filter(|n| !n.unlinked) {
+            let (parent, name) = (node.parent, node.name.clone());
+            self.detach(parent, &name);
+        }
+    }
+
     /// Moves `ino` to `new_parent/new_name`, detaching whatever was there.
     pub fn rename(&mut self, ino: Ino, new_parent: Ino, new_name: &str) {
         if let Some(existing) = self.child(new_parent, new_name)

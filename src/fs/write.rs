@@ -32,6 +32,7 @@ use crate::cos::client::{
     CompletedPart, MAX_PARTS, MAX_SINGLE_UPLOAD, MIN_PART_SIZE, PartOutput, PutOutput,
 };
 use crate::cos::{Body, CosError, ObjectClient, ObjectMetadata, PutObject};
+use crate::direct_io::{self, AlignedBuf};
 
 /// The largest part COS accepts (§4).
 const MAX_PART_SIZE: u64 = 5 << 30;
@@ -201,7 +202,6 @@ pub struct WriteConfig {
 /// Memory a mount lends to the tails of sequential writers (`Tail`); the parts they hand to
 /// uploads keep their share until sent.
 pub const TAIL_MEMORY: u64 = 256 << 20;
-use crate::direct_io::{self, ALIGN as DIRECT_ALIGN};
 
 /// The last bytes of a file written sequentially from the start of a part, held in memory
 /// instead of the staging file. When the part is full and the writer goes on, the part goes
@@ -213,19 +213,15 @@ struct Tail {
     /// The part this tail fills, from its first byte at `start`.
     part: u32,
     start: u64,
-    /// The part's length: the most the tail holds.
-    cap: usize,
-    /// `buf[pad..]` are the bytes; `pad` aligns them for direct I/O. `buf` never grows past
-    /// the capacity reserved at the start, so it never moves.
-    buf: Vec<u8>,
-    pad: usize,
+    /// The bytes, aligned for direct I/O; its capacity is the part's length.
+    buf: AlignedBuf,
     /// The share of `TAIL_MEMORY` these bytes hold; it goes with them to the upload.
     memory: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Tail {
     fn len(&self) -> usize {
-        self.buf.len() - self.pad
+        self.buf.len()
     }
 
     fn end(&self) -> u64 {
@@ -233,11 +229,11 @@ impl Tail {
     }
 
     fn is_full(&self) -> bool {
-        self.len() == self.cap
+        self.buf.room() == 0
     }
 
     fn bytes(&self) -> &[u8] {
-        &self.buf[self.pad..]
+        self.buf.bytes()
     }
 }
 
@@ -589,8 +585,7 @@ impl WriteHandle {
                 continue;
             }
             let t = self.tail.as_mut().expect("a tail");
-            let n = data.len().min(t.cap - t.len());
-            t.buf.extend_from_slice(&data[..n]);
+            let n = t.buf.fill(&data);
             pos += n as u64;
             data = data.slice(n..);
         }
@@ -626,29 +621,35 @@ impl WriteHandle {
         else {
             return false;
         };
-        let mut buf = Vec::with_capacity(cap as usize + DIRECT_ALIGN);
-        let pad = (DIRECT_ALIGN - buf.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
-        buf.resize(pad, 0);
         self.tail = Some(Tail {
             part,
             start,
-            cap: cap as usize,
-            buf,
-            pad,
+            buf: AlignedBuf::with_capacity(cap as usize),
             memory,
         });
         true
     }
 
-    /// Writes `data` into the staging file at `offset` (see `stage`).
-    async fn stage_bytes(&mut self, data: Bytes, offset: u64) -> FsResult<()> {
+    /// Starts writing `data` into the staging file at `offset` (`direct_io::write_at`) on the
+    /// blocking pool.
+    async fn spawn_stage(
+        &mut self,
+        data: Bytes,
+        offset: u64,
+    ) -> FsResult<JoinHandle<std::io::Result<()>>> {
         let file = self.file().await?;
         let direct = self.direct.clone();
-        tokio::task::spawn_blocking(move || {
+        Ok(tokio::task::spawn_blocking(move || {
             direct_io::write_at(&file, direct.as_deref(), &data, offset)
-        })
-        .await
-        .map_err(|e| FsError::Local(e.to_string()))??;
+        }))
+    }
+
+    /// Writes `data` into the staging file at `offset`.
+    async fn stage_bytes(&mut self, data: Bytes, offset: u64) -> FsResult<()> {
+        self.spawn_stage(data, offset)
+            .await?
+            .await
+            .map_err(|e| FsError::Local(e.to_string()))??;
         Ok(())
     }
 
@@ -658,8 +659,7 @@ impl WriteHandle {
         let Some(t) = self.tail.take() else {
             return Ok(());
         };
-        let data = Bytes::from(t.buf).slice(t.pad..);
-        let result = self.stage_bytes(data, t.start).await;
+        let result = self.stage_bytes(t.buf.into_bytes(), t.start).await;
         if result.is_err() {
             self.failed = true;
         }
@@ -672,14 +672,9 @@ impl WriteHandle {
     async fn finish_tail(&mut self) -> FsResult<()> {
         let t = self.tail.take().expect("a tail");
         let (part, start, memory) = (t.part, t.start, t.memory);
-        let data = Bytes::from(t.buf).slice(t.pad..);
+        let data = t.buf.into_bytes();
         // Into the staging file in the background: the writer need not wait for the disk.
-        let file = self.file().await?;
-        let direct = self.direct.clone();
-        let staged = data.clone();
-        self.staging_write = Some(tokio::task::spawn_blocking(move || {
-            direct_io::write_at(&file, direct.as_deref(), &staged, start)
-        }));
+        self.staging_write = Some(self.spawn_stage(data.clone(), start).await?);
         let metadata = self.final_metadata(SystemTime::now());
         let key = self.key.clone();
         if let Err(e) = self.ensure_upload(&key, &metadata).await {
