@@ -36,6 +36,10 @@ pub struct FuseAdapter<F: Operations = Filesystem> {
     rt: Handle,
     /// Sends invalidations to the kernel; set once the session exists (`notifier`).
     notifier: Arc<OnceLock<fuser::Notifier>>,
+    /// The callbacks' work still running as tasks. The kernel sends a close's release after
+    /// close(2) has returned, and an unmount may come right after: the session's end waits
+    /// for them, so a commit or an abort that a release began is never cut off.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl<F: Operations> FuseAdapter<F> {
@@ -44,6 +48,7 @@ impl<F: Operations> FuseAdapter<F> {
             fs,
             rt,
             notifier: Arc::new(OnceLock::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -65,7 +70,7 @@ impl<F: Operations> FuseAdapter<F> {
         let polled =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(&mut cx)));
         if let Ok(std::task::Poll::Pending) = polled {
-            self.rt.spawn(work);
+            self.rt.spawn(self.tasks.track_future(work));
         }
     }
 }
@@ -199,8 +204,20 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
     }
 
     fn destroy(&mut self) {
-        let fs = self.fs.clone();
-        self.rt.block_on(async move { fs.shutdown().await });
+        let (fs, tasks) = (self.fs.clone(), self.tasks.clone());
+        self.rt.block_on(async move {
+            tasks.close();
+            while tokio::time::timeout(Duration::from_secs(10), tasks.wait())
+                .await
+                .is_err()
+            {
+                log::info!(
+                    "unmount: waiting for {} requests still in progress",
+                    tasks.len()
+                );
+            }
+            fs.shutdown().await
+        });
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

@@ -1249,13 +1249,20 @@ impl World {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // No multipart upload is left behind once every handle is released.
+        // No multipart upload is left behind once every handle is released. Only this case's
+        // keys count, so that a leak fails its own case and shrinking finds its cause.
+        let prefix = format!("case-{}/", self.cases);
         let deadline = Instant::now() + Duration::from_secs(3);
-        while self.emu.emulator.upload_count(BUCKET) != 0 {
+        loop {
+            let left: Vec<String> = (self.emu.emulator.upload_keys(BUCKET).into_iter())
+                .filter(|k| k.starts_with(&prefix))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "{} multipart upload(s) left in the bucket after every handle was closed",
-                    self.emu.emulator.upload_count(BUCKET)
+                    "multipart upload(s) left after every handle was closed: {left:?}"
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));

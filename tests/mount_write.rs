@@ -526,6 +526,43 @@ fn a_full_staging_disk_fails_the_write_and_keeps_the_old_object() {
     );
 }
 
+/// The kernel sends a close's release after close(2) has returned, so an unmount can come
+/// while the release still works: here, the commit of a lone O_TRUNC (made at release) and the
+/// abort of an unlinked file's multipart upload, both slowed down by the server. The mount
+/// finishes them before it exits.
+#[test]
+fn an_unmount_right_after_close_finishes_what_the_releases_began() {
+    let emu = TestEmulator::start();
+    let mut m = Mount::start(&emu, &["--part-size", "1M"]);
+    std::fs::write(m.join("emptied"), b"old content").unwrap();
+    emu.emulator
+        .faults()
+        .set("put:delay=1s:1,abort:delay=1s:1")
+        .unwrap();
+    drop(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(m.join("emptied"))
+            .unwrap(),
+    );
+    let mut f = std::fs::File::create(m.join("gone")).unwrap();
+    f.write_all(&pattern(3 << 20, 4)).unwrap();
+    std::fs::remove_file(m.join("gone")).unwrap();
+    drop(f);
+    m.unmount();
+    emu.emulator.faults().clear();
+    let (_, body) = runtime()
+        .block_on(emu.client().get_object_bytes(GetObject::new("emptied")))
+        .unwrap();
+    assert!(body.is_empty(), "the O_TRUNC reached COS before the exit");
+    assert_eq!(
+        emu.emulator.upload_keys(BUCKET),
+        Vec::<String>::new(),
+        "the removed file's upload was aborted before the exit"
+    );
+}
+
 #[test]
 fn kill_9_during_a_large_write_leaves_the_old_object_or_none() {
     let emu = TestEmulator::start();

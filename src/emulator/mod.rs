@@ -254,6 +254,14 @@ impl Emulator {
             .unwrap_or(0)
     }
 
+    /// The keys of the multipart uploads in progress in `bucket`, in key order.
+    pub fn upload_keys(&self, bucket: &str) -> Vec<String> {
+        self.state
+            .bucket(bucket)
+            .map(|b| b.list_uploads().into_iter().map(|u| u.key).collect())
+            .unwrap_or_default()
+    }
+
     /// The buckets served now, with their regions, in the order GET Service lists them.
     pub fn buckets(&self) -> Vec<(String, String)> {
         self.state
