@@ -103,7 +103,8 @@ fi
 cosmount="$root/target/release/cosmount"
 emulator="$root/target/release/cos-emulator"
 cosbench="$root/target/release/examples/cosbench"
-for bin in "$cosmount" "$emulator" "$cosbench"; do
+fuse_floor="$root/target/release/examples/fuse_floor"
+for bin in "$cosmount" "$emulator" "$cosbench" "$fuse_floor"; do
   if [[ ! -x "$bin" ]]; then
     echo "bench: $bin is missing; run 'cargo build --release --bins --examples'" >&2
     exit 1
@@ -124,6 +125,7 @@ raw="$tmp/raw.tsv" # workload <TAB> metric <TAB> value, one sample a line
 : >"$raw"
 emu_pid=""
 mnt_pid=""
+floor_pid=""
 old_pids=() # mount processes unmounted but maybe still exiting
 
 log() { printf 'bench: %s\n' "$*" >&2; }
@@ -151,11 +153,13 @@ cleanup() {
       tail -n 20 "$tmp/emulator.err" >&2
     fi
   fi
-  if is_mounted; then
-    fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" 2>/dev/null
-  fi
-  local p
-  for p in $mnt_pid "${old_pids[@]}"; do
+  local m p
+  for m in "$mnt" "$tmp/floor-mnt"; do
+    if mnt="$m" is_mounted; then
+      fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null
+    fi
+  done
+  for p in $mnt_pid $floor_pid "${old_pids[@]}"; do
     if kill -0 "$p" 2>/dev/null; then
       kill "$p" 2>/dev/null
       wait "$p" 2>/dev/null
@@ -492,6 +496,23 @@ timed_cat_all() {
   record cache "$2" "$(elapsed "$t0" "$EPOCHREALTIME")"
 }
 
+# The FUSE floor: examples/fuse_floor serves the local copy of the small files by passthrough,
+# with every name and attribute in memory (the least any FUSE server does per file: an OPEN
+# and a RELEASE). What it costs beyond the local directory is FUSE's own price on this host.
+floor_start() {
+  local mnt="$tmp/floor-mnt"
+  mkdir -p "$mnt"
+  "$fuse_floor" "$1" "$mnt" </dev/null >>"$tmp/cosmount.log" 2>&1 &
+  floor_pid=$!
+  wait_mounted "$floor_pid" fuse_floor || die "the FUSE floor server did not mount"
+}
+floor_stop() {
+  local mnt="$tmp/floor-mnt"
+  [[ -n "$floor_pid" ]] || return 0
+  unmount_wait "$floor_pid" || die "cannot unmount $mnt"
+  floor_pid=""
+}
+
 run_cache() {
   prepare_big
   log "putting $FILES small objects under small/ and the same files in a local directory"
@@ -524,6 +545,9 @@ run_cache() {
       record cache rss_kib "$(hwm_kib)"
       mount_stop
       timed_cat_all "$tmp/local-small" local_small_s
+      floor_start "$tmp/local-small"
+      timed_cat_all "$tmp/floor-mnt" floor_small_s
+      floor_stop
     done
     rm -rf "$dir"
   done
@@ -595,7 +619,7 @@ def row(workload, mount, mount_txt, base, base_txt, ratio_kind, target, rss, not
     rows.append({
         "workload": workload, "mount": mount, "mount_text": mount_txt, "baseline": base,
         "baseline_text": base_txt, "ratio": ratio, "target": target_txt, "met": met,
-        "peak_rss_mib": round(rss, 1), "note": note,
+        "peak_rss_mib": None if rss is None else round(rss, 1), "note": note,
     })
     return rows[-1]
 
@@ -662,6 +686,11 @@ if "cache" in raw:
     # Times: the mount's speed relative to the local directory's is local time / mount time.
     r = row(f"cat {files} small warm (--data-cache)", m, f"{m:.3f} s", b,
             f"local dir {b:.3f} s", "lower", 1 / 0.7, rss)
+    f = med("cache", "floor_small_s")
+    row(f"cat {files} small warm, FUSE floor", f, f"{f:.3f} s", b, f"local dir {b:.3f} s",
+        None, None, None, "a minimal passthrough FUSE server (examples/fuse_floor)")
+    row(f"cat {files} small warm, against the floor", m, f"{m:.3f} s", f,
+        f"FUSE floor {f:.3f} s", None, None, rss, "reported, no target")
     m, b = med("cache", "cold_on_mib_s"), med("cache", "cold_off_mib_s")
     r = row("read cold, cache on vs off", m, f"{m:.0f} MiB/s", b, f"cache off {b:.0f} MiB/s",
             "higher", 0.95, rss)
@@ -670,7 +699,7 @@ headers = ["workload", "mount", "baseline", "ratio", "target", "met?", "peak RSS
 table = [[r["workload"], r["mount_text"], r["baseline_text"],
           "-" if r["ratio"] is None else f"{r['ratio']:.2f}", r["target"],
           "-" if r["met"] is None else ("yes" if r["met"] else "NO"),
-          f"{r['peak_rss_mib']:.0f} MiB"] for r in rows]
+          "-" if r["peak_rss_mib"] is None else f"{r['peak_rss_mib']:.0f} MiB"] for r in rows]
 widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
 def line(cells):
     return "| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cells)) + " |"

@@ -203,6 +203,93 @@ fn descriptors_of_one_file_see_each_others_writes_at_once() {
     assert_eq!(stored(&emu, "f"), b"half and whole");
 }
 
+/// A streaming writer's full parts go into the staging file behind it while their uploads are
+/// in flight (slowed down here); another descriptor reading the file meanwhile, across every
+/// boundary of part, staged bytes and the part still in memory, gets exactly what was written,
+/// and so does the writer's own rewrite of a part already sent.
+#[test]
+fn a_reader_following_a_streaming_writer_reads_every_byte_written() {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const MIB: usize = 1 << 20;
+    let emu = TestEmulator::start();
+    let m = Mount::start(&emu, &["--part-size", "1M"]);
+    emu.emulator.faults().set("put_part:delay=30ms:1").unwrap();
+    let mut data = pattern(12 * MIB, 21);
+    let path = m.join("stream");
+    let mut w = std::fs::File::create(&path).unwrap();
+    let r = std::fs::File::open(&path).unwrap();
+    let written = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let expected = data.clone();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut checks = 0u32;
+            let mut seed = 7u64;
+            let mut buf = vec![0u8; 3 * MIB / 2];
+            loop {
+                let finished = done.load(Ordering::Acquire) == 1;
+                let n = written.load(Ordering::Acquire) as usize;
+                if n > 0 {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // Every other read ends at the last byte written: the part that has just
+                    // gone into the staging file is the one in question.
+                    let len = ((seed >> 13) as usize % buf.len()).clamp(1, n);
+                    let start = if checks % 2 == 0 {
+                        n - len
+                    } else {
+                        (seed >> 33) as usize % (n - len + 1)
+                    };
+                    // The kernel may keep pages the writer wrote; drop them, so the read asks
+                    // the mount.
+                    // SAFETY: a valid descriptor; advice only.
+                    unsafe { libc::posix_fadvise(r.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+                    r.read_exact_at(&mut buf[..len], start as u64).unwrap();
+                    assert!(
+                        buf[..len] == expected[start..start + len],
+                        "bytes [{start}, {}) differ from what was written",
+                        start + len
+                    );
+                    checks += 1;
+                }
+                if finished {
+                    return checks;
+                }
+            }
+        });
+        for (i, chunk) in data.chunks(256 << 10).enumerate() {
+            w.write_all(chunk).unwrap();
+            written.fetch_add(chunk.len() as u64, Ordering::Release);
+            if i % 4 == 3 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        done.store(1, Ordering::Release);
+        let checks = reader.join().unwrap();
+        assert!(checks >= 20, "the reader checked only {checks} ranges");
+    });
+    // The writer goes back into a part whose upload already went, then finishes.
+    let patch = pattern(MIB / 2, 22);
+    w.write_all_at(&patch, (2 * MIB + MIB / 4) as u64).unwrap();
+    data[2 * MIB + MIB / 4..2 * MIB + 3 * MIB / 4].copy_from_slice(&patch);
+    let mut back = vec![0u8; 2 * MIB];
+    r.read_exact_at(&mut back, (MIB + MIB / 2) as u64).unwrap();
+    assert!(
+        back[..] == data[MIB + MIB / 2..MIB * 7 / 2],
+        "the rewrite reads back"
+    );
+    drop(w);
+    drop(r);
+    emu.emulator.faults().clear();
+    assert!(
+        stored(&emu, "stream") == data,
+        "COS holds every byte written"
+    );
+}
+
 #[test]
 fn a_removed_open_file_lives_on_for_its_descriptors() {
     let emu = TestEmulator::start();
