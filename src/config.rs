@@ -228,6 +228,10 @@ pub struct MountArgs {
     /// passthrough (the kernel reading the cache's file; Linux 6.9+, as root).
     #[arg(long)]
     pub no_passthrough: bool,
+    /// Do not fetch the next small files of a directory that a program reads in listing order
+    /// (`cat dir/*`, `grep -r`): each file is then fetched when it is read.
+    #[arg(long)]
+    pub no_read_ahead_files: bool,
     /// cosfs's -d: more log (info; twice: debug, in the foreground).
     #[arg(short = 'd', long = "debug", action = clap::ArgAction::Count, hide = true)]
     pub debug: u8,
@@ -697,6 +701,7 @@ fn apply_mount_options(args: &mut MountArgs) -> Result<(), ConfigError> {
             "fast_listing" => args.fast_listing |= flag(&value)?,
             "no_xattr" | "noxattr" => args.no_xattr |= flag(&value)?,
             "no_passthrough" => args.no_passthrough |= flag(&value)?,
+            "no_read_ahead_files" => args.no_read_ahead_files |= flag(&value)?,
             "storage_class" => set(&mut args.conn.storage_class, need(value)?),
             "api" => set(&mut args.conn.api, need(value)?),
             "sigv4" if flag(&value)? => set(&mut args.conn.api, "s3".to_string()),
@@ -1096,6 +1101,7 @@ pub fn parse_mount(args: Vec<OsString>) -> Result<MountConfig, ConfigError> {
         fast_listing: a.fast_listing,
         xattrs: !a.no_xattr,
         passthrough: !a.no_passthrough,
+        files_ahead: !a.no_read_ahead_files,
         ..FsConfig::default()
     };
     if let Some(t) = &a.metadata_ttl {

@@ -256,6 +256,55 @@ fn a_reader_sees_estale_when_the_object_is_replaced_not_mixed_bytes() {
     );
 }
 
+/// A program reading a directory's files in listing order (here `cat` of each name, once the
+/// listing's metadata has expired) gets the next small files fetched whole ahead of it: their
+/// opens need no HEAD and their reads no GET of their own, and it reads the right bytes. A
+/// file too big to fetch ahead is read as usual; `--no-read-ahead-files` turns it off.
+#[test]
+fn files_read_in_listing_order_are_fetched_ahead_without_a_head_or_get_each() {
+    let emu = TestEmulator::start();
+    let client = emu.client();
+    let names: Vec<String> = (0..30).map(|i| format!("f{i:02}")).collect();
+    let mut expected = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let data = pattern(if i == 15 { 2 << 20 } else { 4000 + i }, i as u64);
+        put(&client, &format!("d/{n}"), &data, &[]);
+        expected.extend_from_slice(&data);
+    }
+    for ahead in [true, false] {
+        let args = if ahead {
+            vec!["--metadata-ttl", "3s"]
+        } else {
+            vec!["--metadata-ttl", "3s", "--no-read-ahead-files"]
+        };
+        let m = Mount::start(&emu, &args);
+        let listed = std::fs::read_dir(m.join("d")).unwrap().count();
+        assert_eq!(listed, 30);
+        // What the listing taught expires; the files are then opened in its order.
+        std::thread::sleep(Duration::from_millis(3200));
+        let (heads, gets) = (emu.op_count("head"), emu.op_count("get"));
+        let out = Command::new("cat")
+            .args(names.iter().map(|n| m.join(&format!("d/{n}"))))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(
+            out.stdout == expected,
+            "cat read other bytes (ahead: {ahead})"
+        );
+        let (heads, gets) = (emu.op_count("head") - heads, emu.op_count("get") - gets);
+        eprintln!("ahead {ahead}: {heads} HEADs, {gets} GETs");
+        if ahead {
+            // The first two opens, which start the run, and the big file ask; the rest do not.
+            assert!(heads <= 6, "{heads} HEADs for 30 files read in order");
+            // One GET per small file, and a few ranged ones for the big file.
+            assert!(gets <= 29 + 6, "{gets} GETs for 30 files read in order");
+        } else {
+            assert!(heads >= 28, "{heads} HEADs with --no-read-ahead-files");
+        }
+    }
+}
+
 #[test]
 fn the_negative_cache_answers_repeated_misses_without_requests() {
     let emu = TestEmulator::start();

@@ -222,6 +222,9 @@ impl Filesystem {
         };
         let reader = Reader::pinned(&st);
         drop(st);
+        if !writable && self.cfg.files_ahead {
+            self.read_ahead_after(&key);
+        }
         let handle = FileHandle::new(file, writable, mode.append, mode.caller, reader, io.clone());
         let fh = self.new_handle(Handle::File(Arc::new(handle)));
         Ok(Opened { fh, keep_cache, io })
@@ -421,7 +424,31 @@ impl Filesystem {
         result
     }
 
+    /// After a read-only open of `key`: when it continues a run of opens in listing order,
+    /// the next small files of the directory are fetched whole in the background (`ahead.rs`),
+    /// except those the data cache holds.
+    fn read_ahead_after(&self, key: &str) {
+        let (prefix, name) = Self::split_key(key);
+        for f in self.ahead.opened(&prefix, &name) {
+            let key = format!("{prefix}{}", f.name);
+            if (self.cfg.data_cache.as_ref()).is_some_and(|c| c.holds_all(&key, &f.etag, f.size)) {
+                continue;
+            }
+            let (client, cache) = (self.client.clone(), self.cfg.data_cache.clone());
+            let task = tokio::spawn(fetch_whole(client, cache, key.clone()));
+            self.ahead
+                .started(key, f.size, async move { task.await.ok().flatten() });
+        }
+    }
+
     async fn read_pinned(&self, r: &mut Reader, offset: u64, size: u32) -> FsResult<Bytes> {
+        if let Some(v) = &r.version
+            && let Some(body) = self.ahead.body(&v.key, &v.etag)
+        {
+            let start = (offset as usize).min(body.len());
+            let end = (start + size as usize).min(body.len());
+            return Ok(body.slice(start..end));
+        }
         if r.prefetcher.is_none() {
             let Some(version) = r.version.clone() else {
                 return Ok(Bytes::new());
@@ -629,4 +656,36 @@ impl Filesystem {
         left?;
         Ok(out)
     }
+}
+
+/// A whole object, fetched ahead of its open (`Filesystem::read_ahead_after`); the data cache
+/// gets its bytes too. `None` if the GET failed: the open then asks as usual.
+async fn fetch_whole(
+    client: Arc<dyn crate::cos::ObjectClient>,
+    cache: Option<Arc<super::data_cache::DataCache>>,
+    key: String,
+) -> Option<Arc<super::ahead::Fetched>> {
+    let asked = std::time::Instant::now();
+    let (info, body) = match client
+        .get_object_bytes(crate::cos::GetObject::new(&key))
+        .await
+    {
+        Ok(got) => got,
+        Err(e) => {
+            log::debug!("reading {key} ahead failed: {e}");
+            return None;
+        }
+    };
+    if body.len() as u64 != info.size {
+        return None;
+    }
+    if let Some(c) = &cache {
+        c.put_later(&key, &info.etag, info.size, 0, body.clone());
+    }
+    Some(Arc::new(super::ahead::Fetched {
+        stat: super::lookup::stat_of(&info),
+        etag: info.etag,
+        asked,
+        body,
+    }))
 }

@@ -122,6 +122,13 @@ impl Filesystem {
             Cached::Missing => return Ok(None),
             Cached::Miss => {}
         }
+        if let Some(f) = self.ahead.wait(key).await {
+            // Fetched ahead (`ahead.rs`): that GET counts as a HEAD made when it was sent.
+            self.cache.insert_observed(key, f.stat.clone(), f.asked);
+            if let Cached::Found(s) = self.cache.get(key) {
+                return Ok(Some(s));
+            }
+        }
         let mut listed = self.listed(key);
         if listed == InListing::Unknown && self.refresh_small_listing(key).await {
             listed = self.listed(key);
@@ -194,12 +201,7 @@ impl Filesystem {
         head: Result<crate::cos::ObjectInfo, crate::cos::CosError>,
     ) -> FsResult<Option<Stat>> {
         match head {
-            Ok(info) => Ok(Some(Stat::File(FileStat {
-                size: info.size,
-                etag: info.etag.clone(),
-                last_modified: info.last_modified,
-                meta: Some(MetaAttrs::parse(&info.user)),
-            }))),
+            Ok(info) => Ok(Some(stat_of(&info))),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => {
                 let err = FsError::from_read(e);
@@ -416,4 +418,14 @@ fn overlay(a: &mut Attr, v: &View) {
     a.mtime = p.mtime.unwrap_or(a.mtime);
     a.ctime = p.ctime.unwrap_or(a.ctime);
     a.atime = p.atime.unwrap_or(a.atime);
+}
+
+/// A file's stat as a HEAD (or a GET, which answers with the same headers) gives it.
+pub(super) fn stat_of(info: &crate::cos::ObjectInfo) -> Stat {
+    Stat::File(FileStat {
+        size: info.size,
+        etag: info.etag.clone(),
+        last_modified: info.last_modified,
+        meta: Some(MetaAttrs::parse(&info.user)),
+    })
 }

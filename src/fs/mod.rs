@@ -11,6 +11,7 @@
 //! of open files (`open_file.rs`), one per inode with open descriptors.
 
 pub mod acl;
+pub mod ahead;
 pub mod attrs;
 pub mod data_cache;
 pub mod dir;
@@ -81,6 +82,9 @@ pub struct FsConfig {
     pub xattrs: bool,
     /// Read files the data cache holds whole by FUSE passthrough, where the kernel can.
     pub passthrough: bool,
+    /// Fetch the next small files of a directory read in listing order (`ahead.rs`); off with
+    /// `--no-read-ahead-files`.
+    pub files_ahead: bool,
     /// The local data cache (`--data-cache DIR`), opened by the mount.
     pub data_cache: Option<Arc<data_cache::DataCache>>,
 }
@@ -108,6 +112,7 @@ impl Default for FsConfig {
             fast_listing: false,
             xattrs: true,
             passthrough: true,
+            files_ahead: true,
             data_cache: None,
         }
     }
@@ -243,6 +248,8 @@ pub struct Filesystem {
     /// read by passthrough, which would refuse the next write while a reader is open (a log
     /// this mount appends to and someone follows with `tail -f`).
     written_keys: Mutex<lru::LruCache<String, ()>>,
+    /// Small files fetched ahead of a program reading a directory in order (`ahead.rs`).
+    ahead: ahead::FilesAhead,
 }
 
 /// How many keys `Filesystem::written_keys` remembers.
@@ -285,6 +292,7 @@ impl Filesystem {
             written_keys: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(WRITTEN_KEYS).expect("non-zero"),
             )),
+            ahead: ahead::FilesAhead::default(),
         }
     }
 
@@ -382,6 +390,7 @@ impl Filesystem {
     /// Records an own, completed change of `key`: the metadata cache and the parent's cached
     /// listing learn it at once.
     fn learn(&self, key: &str, stat: Option<Stat>) {
+        self.ahead.forget(key);
         match &stat {
             Some(s) => self.cache.insert(key, s.clone()),
             None => self.cache.insert_missing(key),

@@ -112,6 +112,9 @@ impl Filesystem {
                 d.next_page.start(t);
             }
             self.complete_entries(&mut d, first_new).await;
+            if d.done && self.cfg.files_ahead {
+                self.ahead.listed(&d.prefix, listed_files(&d));
+            }
             if d.done
                 && !self.cfg.listing_ttl.is_zero()
                 && let Some(asked) = d.started
@@ -221,4 +224,21 @@ impl Filesystem {
             }
         }
     }
+}
+
+/// The files of a complete listing, in its order, for reading ahead across them.
+fn listed_files(d: &DirHandle) -> Vec<super::ahead::ListedFile> {
+    if d.entries.len() > super::ahead::MAX_LISTING {
+        return Vec::new();
+    }
+    (d.entries.iter())
+        .filter_map(|e| match &e.stat {
+            Stat::File(f) => Some(super::ahead::ListedFile {
+                name: e.name.clone(),
+                size: f.size,
+                etag: f.etag.clone(),
+            }),
+            Stat::Dir(_) => None,
+        })
+        .collect()
 }
