@@ -319,6 +319,9 @@ fn read_without_waiting(f: std::fs::File, len: usize) -> Option<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; len];
         let r = f.read_exact_at(&mut buf, 0).map(|_| buf);
+        // Closed before the answer, so that the caller's next open finds no passthrough
+        // descriptor left (it would get ETXTBSY opening the file for writing).
+        drop(f);
         let _ = tx.send(r);
     });
     rx.recv_timeout(std::time::Duration::from_secs(20))

@@ -299,6 +299,14 @@ fn files_read_in_listing_order_are_fetched_ahead_without_a_head_or_get_each() {
             assert!(heads <= 6, "{heads} HEADs for 30 files read in order");
             // One GET per small file, and a few ranged ones for the big file.
             assert!(gets <= 29 + 6, "{gets} GETs for 30 files read in order");
+            // What was fetched never outlives the mount's own rename of the tree.
+            // (A new `d`, so that the lookup of `d/f29` reaches the mount.)
+            std::fs::rename(m.join("d"), m.join("e")).unwrap();
+            std::fs::create_dir(m.join("d")).unwrap();
+            assert!(!m.join("d/f29").exists(), "d/f29 after the rename");
+            assert_eq!(std::fs::read(m.join("e/f29")).unwrap(), pattern(4029, 29));
+            std::fs::remove_dir(m.join("d")).unwrap();
+            std::fs::rename(m.join("e"), m.join("d")).unwrap();
         } else {
             assert!(heads >= 28, "{heads} HEADs with --no-read-ahead-files");
         }

@@ -8,9 +8,9 @@
 //!   opened before, in the directory the kernel last listed through this mount. Two such opens
 //!   in a row start it; an open elsewhere stops it. Nothing is fetched for a program that opens
 //!   one file, or files in another order.
-//! - Only files the listing shows as at most `MAX_FILE` bytes are fetched, `FILES` ahead of the
-//!   one being opened, and the bodies wait in memory bounded by `MAX_BYTES` (least recently
-//!   fetched go first).
+//! - Only files the listing shows as 1 to `MAX_FILE` bytes are fetched (by a GET of that range,
+//!   kept only if it holds the whole object), `FILES` ahead of the one being opened, and the
+//!   bodies wait in memory bounded by `MAX_BYTES` (least recently fetched go first).
 //! - Consistency is the metadata cache's: a fetched GET counts as a HEAD made when it was sent.
 //!   The open of that file uses its ETag and attributes if that is within the metadata TTL (as a
 //!   cached HEAD would be), else it asks COS as usual; reads use the bytes only for the ETag the
@@ -137,7 +137,10 @@ impl FilesAhead {
         order.files[i + 1..]
             .iter()
             .take(FILES)
-            .filter(|f| f.size <= MAX_FILE && !st.fetched.contains(&format!("{prefix}{}", f.name)))
+            .filter(|f| {
+                (1..=MAX_FILE).contains(&f.size)
+                    && !st.fetched.contains(&format!("{prefix}{}", f.name))
+            })
             .cloned()
             .collect()
     }
@@ -189,6 +192,21 @@ impl FilesAhead {
         let mut st = self.state.lock();
         if let Some((n, _)) = st.fetched.pop(key) {
             st.bytes -= n;
+        }
+    }
+
+    /// Forgets `key` and every key under `prefix` (a tree renamed or removed).
+    pub fn forget_tree(&self, key: &str, prefix: &str) {
+        let mut st = self.state.lock();
+        let doomed: Vec<String> = (st.fetched.iter())
+            .map(|(k, _)| k)
+            .filter(|k| *k == key || k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for k in doomed {
+            if let Some((n, _)) = st.fetched.pop(&k) {
+                st.bytes -= n;
+            }
         }
     }
 }
@@ -251,5 +269,12 @@ mod tests {
         assert!(a.state.lock().bytes <= MAX_BYTES);
         a.forget("big3");
         assert!(futures::executor::block_on(a.wait("big3")).is_none());
+        a.started("t/a".into(), 1, fetched("x"));
+        a.started("t/b/c".into(), 1, fetched("x"));
+        a.started("tt".into(), 1, fetched("x"));
+        a.forget_tree("t", "t/");
+        let st = a.state.lock();
+        assert!(!st.fetched.contains("t/a") && !st.fetched.contains("t/b/c"));
+        assert!(st.fetched.contains("tt"), "only the tree goes");
     }
 }

@@ -302,7 +302,7 @@ impl Filesystem {
                         // Gone although the kernel still had a name for it: ESTALE makes the
                         // kernel look the name up again (and create the file anew for
                         // O_CREAT), and that lookup must not be answered from the cache.
-                        self.cache.remove(key);
+                        self.unlearn(key);
                         return Err(FsError::Stale);
                     }
                 }
@@ -352,7 +352,7 @@ impl Filesystem {
             self.inodes.lock().detach(parent, name);
         }
         let ino = self.inodes.lock().lookup(parent, name, Kind::File);
-        self.cache.remove(&key);
+        self.unlearn(&key);
         let file = self.join(ino, true);
         let (reader, io) = {
             let mut st = file.state.lock().await;
@@ -666,10 +666,9 @@ async fn fetch_whole(
     key: String,
 ) -> Option<Arc<super::ahead::Fetched>> {
     let asked = std::time::Instant::now();
-    let (info, body) = match client
-        .get_object_bytes(crate::cos::GetObject::new(&key))
-        .await
-    {
+    // The listing may be old: the range bounds what a file grown since costs.
+    let req = crate::cos::GetObject::new(&key).range(0, super::ahead::MAX_FILE);
+    let (info, body) = match client.get_object_bytes(req).await {
         Ok(got) => got,
         Err(e) => {
             log::debug!("reading {key} ahead failed: {e}");

@@ -387,6 +387,12 @@ impl Filesystem {
         }
     }
 
+    /// Forgets what is known of `key` (the next lookup asks COS).
+    fn unlearn(&self, key: &str) {
+        self.cache.remove(key);
+        self.ahead.forget(key);
+    }
+
     /// Records an own, completed change of `key`: the metadata cache and the parent's cached
     /// listing learn it at once.
     fn learn(&self, key: &str, stat: Option<Stat>) {
@@ -403,6 +409,7 @@ impl Filesystem {
     /// cached listings (a change whose outcome this mount does not know entry by entry).
     fn unlearn_tree(&self, key: &str) {
         self.cache.remove_tree(key);
+        self.ahead.forget_tree(key, &self.dir_prefix(key));
         let (parent, _) = Self::split_key(key);
         let mut listings = self.listings.lock();
         listings.forget(&parent, false);
