@@ -307,6 +307,23 @@ fn files_read_in_listing_order_are_fetched_ahead_without_a_head_or_get_each() {
             assert_eq!(std::fs::read(m.join("e/f29")).unwrap(), pattern(4029, 29));
             std::fs::remove_dir(m.join("d")).unwrap();
             std::fs::rename(m.join("e"), m.join("d")).unwrap();
+            // Right after a listing, with its metadata fresh and every GET slow: a read waits
+            // for its file's fetch in flight instead of sending a GET of its own.
+            let m2 = Mount::start(&emu, &args);
+            assert_eq!(std::fs::read_dir(m2.join("d")).unwrap().count(), 30);
+            emu.emulator.faults().set("get:delay=50ms:1").unwrap();
+            let gets = emu.op_count("get");
+            let out = Command::new("cat")
+                .args(names.iter().map(|n| m2.join(&format!("d/{n}"))))
+                .output()
+                .unwrap();
+            emu.emulator.faults().clear();
+            assert!(
+                out.stdout == expected,
+                "cat read other bytes (fresh listing)"
+            );
+            let gets = emu.op_count("get") - gets;
+            assert!(gets <= 29 + 6, "{gets} GETs for 30 files read in order");
         } else {
             assert!(heads >= 28, "{heads} HEADs with --no-read-ahead-files");
         }

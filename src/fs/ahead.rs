@@ -177,14 +177,12 @@ impl FilesAhead {
         fetch.await
     }
 
-    /// The body of `key` at `etag`, if it was fetched ahead and has arrived.
-    pub fn body(&self, key: &str, etag: &str) -> Option<Bytes> {
-        let st = self.state.lock();
-        let (_, fetch) = st.fetched.peek(key)?;
-        match fetch.peek() {
-            Some(Some(f)) if f.etag == etag => Some(f.body.clone()),
-            _ => None,
-        }
+    /// The body of `key` at `etag`, if it was fetched ahead (waited for if still in flight).
+    pub async fn body(&self, key: &str, etag: &str) -> Option<Bytes> {
+        self.wait(key)
+            .await
+            .filter(|f| f.etag == etag)
+            .map(|f| f.body.clone())
     }
 
     /// Forgets what was fetched of `key` (the mount changed or removed it).
@@ -256,16 +254,16 @@ mod tests {
             });
             async move { Some(f) }
         };
+        let body = |k: &str, e: &str| futures::executor::block_on(a.body(k, e));
         a.started("k".into(), 4, fetched("e1"));
-        assert_eq!(a.body("k", "e1"), None, "not polled yet: not arrived");
         let f = futures::executor::block_on(a.wait("k")).unwrap();
         assert_eq!(f.etag, "e1");
-        assert_eq!(a.body("k", "e1").as_deref(), Some(&b"body"[..]));
-        assert_eq!(a.body("k", "e2"), None, "another version");
+        assert_eq!(body("k", "e1").as_deref(), Some(&b"body"[..]));
+        assert_eq!(body("k", "e2"), None, "another version");
         for i in 0..(MAX_BYTES / MAX_FILE) + 1 {
             a.started(format!("big{i}"), MAX_FILE, fetched("x"));
         }
-        assert_eq!(a.body("k", "e1"), None, "the oldest went first");
+        assert_eq!(body("k", "e1"), None, "the oldest went first");
         assert!(a.state.lock().bytes <= MAX_BYTES);
         a.forget("big3");
         assert!(futures::executor::block_on(a.wait("big3")).is_none());

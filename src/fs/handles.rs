@@ -442,9 +442,11 @@ impl Filesystem {
     }
 
     async fn read_pinned(&self, r: &mut Reader, offset: u64, size: u32) -> FsResult<Bytes> {
-        if let Some(v) = &r.version
-            && let Some(body) = self.ahead.body(&v.key, &v.etag)
-        {
+        let ahead = match &r.version {
+            Some(v) if r.prefetcher.is_none() => self.ahead.body(&v.key, &v.etag).await,
+            _ => None,
+        };
+        if let Some(body) = ahead {
             let start = (offset as usize).min(body.len());
             let end = (start + size as usize).min(body.len());
             return Ok(body.slice(start..end));
