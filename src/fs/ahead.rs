@@ -5,8 +5,10 @@
 //! the read's GET).
 //!
 //! - What counts as "in order": a read-only open of the entry right after (or two after) the one
-//!   opened before, in the directory the kernel last listed through this mount. Two such opens
-//!   in a row start it; an open elsewhere stops it. Nothing is fetched for a program that opens
+//!   opened before in that directory, one of the last `LISTINGS` directories the kernel listed
+//!   through this mount. Two such opens in a row start it; an open elsewhere in the directory
+//!   starts a new run. Each directory keeps its own run, so programs reading different
+//!   directories at once do not stop each other. Nothing is fetched for a program that opens
 //!   one file, or files in another order.
 //! - Only files the listing shows as 1 to `MAX_FILE` bytes are fetched (by a GET of that range,
 //!   kept only if it holds the whole object), `FILES` ahead of the one being opened, and the
@@ -58,6 +60,10 @@ pub struct ListedFile {
     pub etag: String,
 }
 
+/// A run of read-only opens in a directory: the position of the last one, and how many were
+/// in order so far.
+type Run = (usize, u32);
+
 /// A listing's files in order.
 struct Order {
     files: Vec<ListedFile>,
@@ -65,11 +71,9 @@ struct Order {
 }
 
 struct State {
-    /// Directory prefix → its files in listing order.
-    listings: Vec<(String, Arc<Order>)>,
-    /// The last read-only open: its directory and position, and how many in order so far.
-    last: Option<(String, usize)>,
-    streak: u32,
+    /// Directory prefix → its files in listing order, and its run of opens: the position of
+    /// the last read-only open and how many were in order so far.
+    listings: Vec<(String, Arc<Order>, Option<Run>)>,
     /// Key → its fetch, oldest first.
     fetched: lru::LruCache<String, (u64, Fetch)>,
     bytes: u64,
@@ -84,8 +88,6 @@ impl Default for State {
     fn default() -> Self {
         State {
             listings: Vec::new(),
-            last: None,
-            streak: 0,
             fetched: lru::LruCache::unbounded(),
             bytes: 0,
         }
@@ -103,8 +105,8 @@ impl FilesAhead {
             .collect();
         let order = Arc::new(Order { files, index });
         let mut st = self.state.lock();
-        st.listings.retain(|(p, _)| p != prefix);
-        st.listings.push((prefix.to_string(), order));
+        st.listings.retain(|(p, _, _)| p != prefix);
+        st.listings.push((prefix.to_string(), order, None));
         if st.listings.len() > LISTINGS {
             st.listings.remove(0);
         }
@@ -114,24 +116,20 @@ impl FilesAhead {
     /// fetch now.
     pub fn opened(&self, prefix: &str, name: &str) -> Vec<ListedFile> {
         let mut st = self.state.lock();
-        let Some(order) = (st.listings.iter())
-            .find(|(p, _)| p == prefix)
-            .map(|(_, o)| o.clone())
-        else {
-            st.last = None;
+        let Some((_, order, run)) = st.listings.iter_mut().find(|(p, _, _)| p == prefix) else {
             return Vec::new();
         };
+        let order = order.clone();
         let Some(&i) = order.index.get(name) else {
             return Vec::new();
         };
-        let in_order = matches!(&st.last, Some((p, j)) if p == prefix && i > *j && i <= j + 2);
-        let again = matches!(&st.last, Some((p, j)) if p == prefix && i == *j);
-        if again {
-            return Vec::new();
-        }
-        st.streak = if in_order { st.streak + 1 } else { 1 };
-        st.last = Some((prefix.to_string(), i));
-        if st.streak < 2 {
+        let streak = match *run {
+            Some((j, _)) if i == j => return Vec::new(),
+            Some((j, n)) if i > j && i <= j + 2 => n + 1,
+            _ => 1,
+        };
+        *run = Some((i, streak));
+        if streak < 2 {
             return Vec::new();
         }
         order.files[i + 1..]
@@ -233,13 +231,25 @@ mod tests {
         let next = names(a.opened("d/", "f01"));
         assert_eq!(next, ["f02", "f03", "f04", "f06", "f07", "f08", "f09"]);
         assert!(a.opened("d/", "f10").is_empty(), "a jump ends the run");
-        assert!(a.opened("e/", "f11").is_empty(), "a directory never listed");
-        assert!(a.opened("d/", "f12").is_empty(), "a new run starts");
+        assert!(a.opened("d/", "f13").is_empty(), "a new run starts");
         assert_eq!(
-            names(a.opened("d/", "f14")).len(),
-            5,
+            names(a.opened("d/", "f15")).len(),
+            4,
             "one skipped is still in order"
         );
+        assert!(a.opened("x/", "f16").is_empty(), "a directory never listed");
+        // Two programs in two directories at once keep their own runs.
+        let other = (0..20)
+            .map(|i| ListedFile {
+                name: format!("g{i:02}"),
+                size: 10,
+                etag: String::new(),
+            })
+            .collect();
+        a.listed("e/", other);
+        assert!(a.opened("e/", "g00").is_empty());
+        assert_eq!(names(a.opened("d/", "f16")).len(), 3, "d's run goes on");
+        assert_eq!(names(a.opened("e/", "g01")).len(), 8, "e's run starts");
     }
 
     #[test]
