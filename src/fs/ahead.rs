@@ -39,7 +39,7 @@ const MAX_BYTES: u64 = 64 << 20;
 /// Directory listings remembered for their order (the most recent ones)...
 const LISTINGS: usize = 16;
 /// ...of at most this many entries each.
-pub const MAX_LISTING: usize = 100_000;
+const MAX_LISTING: usize = 100_000;
 
 /// A file fetched ahead: what the GET said (as a HEAD would) and the whole body.
 pub struct Fetched {
@@ -71,8 +71,7 @@ struct Order {
 }
 
 struct State {
-    /// Directory prefix → its files in listing order, and its run of opens: the position of
-    /// the last read-only open and how many were in order so far.
+    /// Directory prefix → its files in listing order, and its run of opens.
     listings: Vec<(String, Arc<Order>, Option<Run>)>,
     /// Key → its fetch, oldest first.
     fetched: lru::LruCache<String, (u64, Fetch)>,

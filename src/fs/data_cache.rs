@@ -791,9 +791,6 @@ impl DataCache {
         }
     }
 
-    /// The data file of `key`@`etag` when every block of it is cached and intact, opened for
-    /// reading and pinned until the `Pinned` is dropped (for FUSE passthrough: the kernel reads
-    /// it without us, so no block may change or go while it is open).
     /// Whether every block of `key` at `etag` is held (by the index; nothing is read).
     pub fn holds_all(&self, key: &str, etag: &str, size: u64) -> bool {
         let mut idx = self.index.lock();
@@ -801,6 +798,9 @@ impl DataCache {
             .is_some_and(|e| e.blocks.iter().all(Option::is_some))
     }
 
+    /// The data file of `key`@`etag` when every block of it is cached and intact, opened for
+    /// reading and pinned until the `Pinned` is dropped (for FUSE passthrough: the kernel reads
+    /// it without us, so no block may change or go while it is open).
     pub fn complete_file(self: &Arc<Self>, key: &str, etag: &str, size: u64) -> Option<Pinned> {
         let id = ObjectId::new(key, etag);
         let (stem, crcs, checked) = {

@@ -228,9 +228,6 @@ impl Filesystem {
 
 /// The files of a complete listing, in its order, for reading ahead across them.
 fn listed_files(d: &DirHandle) -> Vec<super::ahead::ListedFile> {
-    if d.entries.len() > super::ahead::MAX_LISTING {
-        return Vec::new();
-    }
     (d.entries.iter())
         .filter_map(|e| match &e.stat {
             Stat::File(f) => Some(super::ahead::ListedFile {
