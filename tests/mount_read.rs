@@ -299,6 +299,16 @@ fn files_read_in_listing_order_are_fetched_ahead_without_a_head_or_get_each() {
             assert!(heads <= 6, "{heads} HEADs for 30 files read in order");
             // One GET per small file, and a few ranged ones for the big file.
             assert!(gets <= 29 + 6, "{gets} GETs for 30 files read in order");
+            // Another client replaces a file whose fetch ahead this mount still holds: once the
+            // metadata TTL has passed, a read gets the new bytes, never the fetched ones.
+            let newer = pattern(5000, 99);
+            put(&client, "d/f04", &newer, &[]);
+            std::thread::sleep(Duration::from_millis(3200));
+            assert!(
+                std::fs::read(m.join("d/f04")).unwrap() == newer,
+                "f04 after the change"
+            );
+            put(&client, "d/f04", &pattern(4004, 4), &[]);
             // What was fetched never outlives the mount's own rename of the tree.
             // (A new `d`, so that the lookup of `d/f29` reaches the mount.)
             std::fs::rename(m.join("d"), m.join("e")).unwrap();
