@@ -152,6 +152,10 @@ fn time_of(t: TimeOrNow) -> SetTime {
     }
 }
 
+/// The kernel's `__FMODE_EXEC`, which it puts in the flags of the open that `execve` makes (no
+/// flag a program can pass has this bit).
+const FMODE_EXEC: i32 = 0x20;
+
 fn open_mode(flags: i32, req: &Request) -> OpenMode {
     let acc = flags & libc::O_ACCMODE;
     OpenMode {
@@ -160,6 +164,7 @@ fn open_mode(flags: i32, req: &Request) -> OpenMode {
         truncate: flags & libc::O_TRUNC != 0,
         exclusive: flags & libc::O_EXCL != 0,
         append: flags & libc::O_APPEND != 0,
+        exec: flags & FMODE_EXEC != 0,
         caller: Some(req.pid()),
     }
 }

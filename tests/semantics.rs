@@ -83,6 +83,65 @@ fn o_trunc_alone_is_committed_when_the_file_is_released() {
 }
 
 #[test]
+fn a_running_program_is_never_truncated() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    let mut m = Mount::start(&emu, &[]);
+    let program = std::fs::read(which("sleep")).unwrap();
+    let path = m.join("prog");
+    std::fs::write(&path, &program).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut running = std::process::Command::new(&path).arg("60").spawn().unwrap();
+    // The kernel refuses a writable open itself. It checks `O_RDONLY|O_TRUNC` only after the
+    // file system's OPEN, which truncates (atomic O_TRUNC): the mount must refuse that one.
+    for (what, write) in [("O_RDONLY|O_TRUNC", false), ("O_WRONLY|O_TRUNC", true)] {
+        let e = std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .custom_flags(libc::O_TRUNC)
+            .open(&path)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ETXTBSY), "{what}: {e}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "the program still runs (a truncated text faults it)"
+    );
+    assert!(
+        remote(&c, "prog").unwrap() == program,
+        "COS still has the whole program (the refused open's release commits nothing)"
+    );
+    running.kill().unwrap();
+    running.wait().unwrap();
+    // Once it has exited, the file may be truncated again.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_TRUNC)
+        .open(m.join("prog"))
+        .map(drop)
+        .unwrap_or_else(|e| panic!("O_RDONLY|O_TRUNC after the program exited: {e}"));
+    // The unmount waits for the release's commit.
+    m.unmount();
+    assert_eq!(
+        remote(&c, "prog").unwrap(),
+        b"",
+        "the last open truncated it"
+    );
+}
+
+/// The path of a program on $PATH.
+fn which(name: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|f| f.is_file())
+        })
+        .unwrap_or_else(|| panic!("{name} is not on PATH"))
+}
+
+#[test]
 fn random_writes_appends_and_truncation_work_on_existing_objects() {
     let emu = TestEmulator::start();
     let c = emu.client();

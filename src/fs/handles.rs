@@ -220,12 +220,15 @@ impl Filesystem {
                 None => false,
             }
         };
+        if mode.exec {
+            st.executing += 1;
+        }
         let reader = Reader::pinned(&st);
         drop(st);
         if !writable && self.cfg.files_ahead {
             self.read_ahead_after(&key);
         }
-        let handle = FileHandle::new(file, writable, mode.append, mode.caller, reader, io.clone());
+        let handle = FileHandle::new(file, &mode, reader, io.clone());
         let fh = self.new_handle(Handle::File(Arc::new(handle)));
         Ok(Opened { fh, keep_cache, io })
     }
@@ -361,7 +364,11 @@ impl Filesystem {
             (Reader::pinned(&st), st.open_io(false, |_| None)?)
         };
         self.touch_parent(&key);
-        let handle = FileHandle::new(file, true, open.append, open.caller, reader, io.clone());
+        let mode = OpenMode {
+            write: true,
+            ..open
+        };
+        let handle = FileHandle::new(file, &mode, reader, io.clone());
         let fh = self.new_handle(Handle::File(Arc::new(handle)));
         let stat = self.local_stat(ino).expect("local");
         let opened = Opened {
@@ -639,6 +646,9 @@ impl Filesystem {
         };
         let mut st = h.file.state.lock().await;
         st.close_io(&h.io);
+        if h.exec {
+            st.executing -= 1;
+        }
         self.leave(&h.file, st).await
     }
 

@@ -126,6 +126,9 @@ pub struct OpenMode {
     pub truncate: bool,
     pub exclusive: bool,
     pub append: bool,
+    /// The kernel opens the file to execute it (`execve`): while that program runs, the file's
+    /// content may not change (ETXTBSY).
+    pub exec: bool,
     /// The opening thread's id as the kernel reports it (to tell its process's closes from
     /// those of children that inherited the descriptor; see `flush`).
     pub caller: Option<u32>,

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::OpenMode;
 use super::attrs::{Ino, MetaAttrs};
 use super::data_cache::Pinned;
 use super::error::{FsError, FsResult};
@@ -41,6 +42,9 @@ pub struct FileState {
     pub writer: Option<WriteHandle>,
     /// How the kernel does the I/O of the open descriptors (see `Io`).
     pub io: IoModes,
+    /// Descriptors the kernel opened to execute the file (`execve`); each is held until its
+    /// program exits.
+    pub executing: u32,
 }
 
 /// How the kernel does a descriptor's I/O. The kernel keeps one mode per inode: while any
@@ -146,9 +150,12 @@ impl FileState {
     }
 
     /// Whether the content may change now: not while descriptors read it by passthrough
-    /// (ETXTBSY; see `open_io`).
+    /// (ETXTBSY; see `open_io`), nor while it is a running program's (ETXTBSY, as on a local
+    /// file system). The kernel refuses writable opens of a running program itself, but it
+    /// checks an `O_RDONLY|O_TRUNC` open only after this file system has truncated it in
+    /// OPEN (atomic O_TRUNC): that check is this one.
     pub fn check_changeable(&self) -> FsResult<()> {
-        if self.io.passthrough_active() {
+        if self.io.passthrough_active() || self.executing > 0 {
             return Err(FsError::Busy);
         }
         Ok(())
@@ -192,6 +199,7 @@ impl OpenFile {
                 commits: 0,
                 writer: None,
                 io: IoModes::default(),
+                executing: 0,
             }),
             view: parking_lot::Mutex::new(View {
                 local,
@@ -243,6 +251,8 @@ pub struct FileHandle {
     pub append: bool,
     /// How the kernel does its I/O.
     pub io: Io,
+    /// Opened by the kernel to execute the file (counted in `FileState::executing`).
+    pub exec: bool,
     /// The thread that opened the descriptor, when known (see `Filesystem::flush`).
     pub opener: Option<u32>,
     /// Its program closed it (flush) and nothing was written or truncated through it since:
@@ -252,20 +262,15 @@ pub struct FileHandle {
 }
 
 impl FileHandle {
-    pub fn new(
-        file: Arc<OpenFile>,
-        writable: bool,
-        append: bool,
-        opener: Option<u32>,
-        reader: Reader,
-        io: Io,
-    ) -> Self {
+    /// A descriptor opened with `mode` (writable when it writes or truncates).
+    pub fn new(file: Arc<OpenFile>, mode: &OpenMode, reader: Reader, io: Io) -> Self {
         FileHandle {
             file,
-            writable,
-            append,
+            writable: mode.write || mode.truncate,
+            append: mode.append,
             io,
-            opener,
+            exec: mode.exec,
+            opener: mode.caller,
             flushed: AtomicBool::new(false),
             reader: tokio::sync::Mutex::new(reader),
         }
