@@ -419,7 +419,7 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
                 Ok(o) => {
                     // A close of a read-only descriptor has nothing to commit: the kernel need
                     // not ask (one request less per `cat`).
-                    let noflush = if mode.write || mode.truncate {
+                    let noflush = if mode.writable() {
                         FopenFlags::empty()
                     } else {
                         FopenFlags::FOPEN_NOFLUSH

@@ -173,7 +173,7 @@ impl Filesystem {
 
     /// Opens a file. Returns the handle and whether the kernel may keep its cached pages.
     pub async fn open(&self, ino: Ino, mode: OpenMode) -> FsResult<Opened> {
-        let writable = mode.write || mode.truncate;
+        let writable = mode.writable();
         if writable {
             self.check_writable()?;
         }

@@ -134,6 +134,13 @@ pub struct OpenMode {
     pub caller: Option<u32>,
 }
 
+impl OpenMode {
+    /// The descriptor may change the content: it writes, or it truncates at open.
+    pub fn writable(&self) -> bool {
+        self.write || self.truncate
+    }
+}
+
 /// An open descriptor: its handle, whether the kernel may keep the file's cached pages, and
 /// how the kernel does its I/O.
 pub struct Opened {

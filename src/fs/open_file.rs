@@ -262,11 +262,11 @@ pub struct FileHandle {
 }
 
 impl FileHandle {
-    /// A descriptor opened with `mode` (writable when it writes or truncates).
+    /// A descriptor opened with `mode`.
     pub fn new(file: Arc<OpenFile>, mode: &OpenMode, reader: Reader, io: Io) -> Self {
         FileHandle {
             file,
-            writable: mode.write || mode.truncate,
+            writable: mode.writable(),
             append: mode.append,
             io,
             exec: mode.exec,
