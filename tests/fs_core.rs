@@ -3,12 +3,16 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{TestEmulator, pattern, runtime};
 use cosmount::cos::retry::RetryPolicy;
-use cosmount::cos::{Body, CosClient, ObjectClient, PutObject};
-use cosmount::fs::attrs::ROOT_INO;
+use cosmount::cos::{
+    Body, CopyObject, CosClient, CosError, GetObject, ListObjects, ObjectClient, ObjectInfo,
+    ObjectMetadata, PutObject, client,
+};
+use cosmount::fs::attrs::{Kind, ROOT_INO};
 use cosmount::fs::read::{PrefetchConfig, Prefetcher, Version};
 use cosmount::fs::{Caller, Filesystem, FsConfig, OpenMode};
 use tokio::sync::Semaphore;
@@ -163,5 +167,241 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
         fs.release(fh).await.unwrap();
         let e = fs.rmdir(ROOT_INO, "d").await.unwrap_err();
         assert_eq!(e.errno(), libc::ENOTEMPTY);
+    });
+}
+
+/// A client that counts round trips: a request is one round trip deeper than the deepest one
+/// that had been answered when it was sent, so requests sent together share a depth and
+/// requests sent one after another's answer do not.
+struct RoundTrips {
+    inner: Arc<CosClient>,
+    /// The deepest answered, the deepest sent, how many were sent, and which count (`take`)
+    /// it is: an answer to a request of an earlier count changes nothing.
+    depth: parking_lot::Mutex<(usize, usize, usize, u64)>,
+}
+
+impl RoundTrips {
+    fn new(inner: Arc<CosClient>) -> Self {
+        RoundTrips {
+            inner,
+            depth: parking_lot::Mutex::new((0, 0, 0, 0)),
+        }
+    }
+
+    /// Round trips (the deepest request sent) and requests since the last call.
+    fn take(&self) -> (usize, usize) {
+        let mut d = self.depth.lock();
+        let (_, deepest, sent, count) = *d;
+        *d = (0, 0, 0, count + 1);
+        (deepest, sent)
+    }
+
+    async fn count<T>(&self, request: impl std::future::Future<Output = T>) -> T {
+        let (depth, count) = {
+            let mut d = self.depth.lock();
+            d.1 = d.1.max(d.0 + 1);
+            d.2 += 1;
+            (d.0 + 1, d.3)
+        };
+        let out = request.await;
+        let mut d = self.depth.lock();
+        if d.3 == count {
+            d.0 = d.0.max(depth);
+        }
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectClient for RoundTrips {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+    async fn head_bucket(&self) -> Result<(), CosError> {
+        self.count(self.inner.head_bucket()).await
+    }
+    async fn put_bucket(&self) -> Result<(), CosError> {
+        self.count(self.inner.put_bucket()).await
+    }
+    async fn delete_bucket(&self) -> Result<(), CosError> {
+        self.count(self.inner.delete_bucket()).await
+    }
+    async fn list_buckets(&self) -> Result<Vec<client::BucketSummary>, CosError> {
+        self.count(self.inner.list_buckets()).await
+    }
+    async fn head_object(&self, key: &str) -> Result<ObjectInfo, CosError> {
+        self.count(self.inner.head_object(key)).await
+    }
+    async fn get_object(&self, req: GetObject) -> Result<client::GetObjectOutput, CosError> {
+        self.count(self.inner.get_object(req)).await
+    }
+    async fn get_object_bytes(&self, req: GetObject) -> Result<(ObjectInfo, Bytes), CosError> {
+        self.count(self.inner.get_object_bytes(req)).await
+    }
+    async fn put_object(&self, req: PutObject) -> Result<client::PutOutput, CosError> {
+        self.count(self.inner.put_object(req)).await
+    }
+    async fn delete_object(&self, key: &str) -> Result<(), CosError> {
+        self.count(self.inner.delete_object(key)).await
+    }
+    async fn delete_objects(&self, keys: &[String]) -> Result<Vec<(String, String)>, CosError> {
+        self.count(self.inner.delete_objects(keys)).await
+    }
+    async fn copy_object(&self, req: CopyObject) -> Result<client::PutOutput, CosError> {
+        self.count(self.inner.copy_object(req)).await
+    }
+    async fn list_objects(&self, req: ListObjects) -> Result<client::ListPage, CosError> {
+        self.count(self.inner.list_objects(req)).await
+    }
+    async fn create_multipart_upload(
+        &self,
+        key: &str,
+        metadata: &ObjectMetadata,
+    ) -> Result<String, CosError> {
+        self.count(self.inner.create_multipart_upload(key, metadata))
+            .await
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Body,
+    ) -> Result<client::PartOutput, CosError> {
+        self.count(self.inner.upload_part(key, upload_id, part_number, body))
+            .await
+    }
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_key: &str,
+        range: Option<(u64, u64)>,
+        source_if_match: Option<&str>,
+    ) -> Result<client::PartOutput, CosError> {
+        self.count(self.inner.upload_part_copy(
+            key,
+            upload_id,
+            part_number,
+            source_key,
+            range,
+            source_if_match,
+        ))
+        .await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[client::CompletedPart],
+    ) -> Result<client::PutOutput, CosError> {
+        self.count(self.inner.complete_multipart_upload(key, upload_id, parts))
+            .await
+    }
+    async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), CosError> {
+        self.count(self.inner.abort_multipart_upload(key, upload_id))
+            .await
+    }
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        marker: u32,
+    ) -> Result<client::PartsPage, CosError> {
+        self.count(self.inner.list_parts(key, upload_id, marker))
+            .await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        key_marker: &str,
+        upload_id_marker: &str,
+    ) -> Result<client::UploadsPage, CosError> {
+        self.count(
+            self.inner
+                .list_multipart_uploads(prefix, key_marker, upload_id_marker),
+        )
+        .await
+    }
+}
+
+#[test]
+fn a_cold_lookup_is_one_round_trip_whatever_the_name_is() {
+    let emu = TestEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let client = Arc::new(RoundTrips::new(emu.client()));
+    let fs = Filesystem::new(
+        client.clone(),
+        FsConfig {
+            cache_dir: dir.path().to_path_buf(),
+            ..FsConfig::default()
+        },
+    );
+    let caller = Caller {
+        uid: 1,
+        gid: 2,
+        umask: 0o022,
+    };
+    runtime().block_on(async {
+        // A directory with a marker (mode and owner in it), one without (only a file under
+        // it), a file, and nothing.
+        fs.mkdir(ROOT_INO, "marked", 0o750, caller).await.unwrap();
+        for key in ["implicit/inside", "file"] {
+            emu.client()
+                .put_object(PutObject::new(key, Body::Bytes(Bytes::from_static(b"x"))))
+                .await
+                .unwrap();
+        }
+    });
+    // A fresh filesystem over the same bucket: nothing cached.
+    drop(fs);
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_millis(300);
+    let fs = Filesystem::new(
+        client.clone(),
+        FsConfig {
+            cache_dir: dir.path().to_path_buf(),
+            metadata_ttl: Some(ttl),
+            ..FsConfig::default()
+        },
+    );
+    // Every answer 30 ms late, so that requests sent together are sent before any answer
+    // comes back, however the runtime schedules them.
+    emu.emulator.faults().set("any:delay=30ms:1").unwrap();
+    runtime().block_on(async {
+        client.take();
+        let a = fs.lookup(ROOT_INO, "marked").await.unwrap();
+        assert_eq!((a.kind, a.perm, a.uid, a.gid), (Kind::Dir, 0o750, 1, 2));
+        // Each: HEAD of the name, HEAD of its marker, LIST of what is under it.
+        assert_eq!(client.take(), (1, 3), "a directory with a marker");
+        let a = fs.lookup(ROOT_INO, "implicit").await.unwrap();
+        assert_eq!(a.kind, Kind::Dir);
+        assert_eq!(client.take(), (1, 3), "a directory without one");
+        let a = fs.lookup(ROOT_INO, "file").await.unwrap();
+        assert_eq!((a.kind, a.size), (Kind::File, 1));
+        assert_eq!(client.take(), (1, 3), "a file");
+        assert!(fs.lookup(ROOT_INO, "none").await.is_err());
+        assert_eq!(client.take(), (1, 3), "nothing");
+        // Once its metadata has expired, a name known as a file is asked about without a
+        // marker's HEAD...
+        tokio::time::sleep(ttl).await;
+        let a = fs.lookup(ROOT_INO, "file").await.unwrap();
+        assert_eq!((a.kind, a.size), (Kind::File, 1));
+        assert_eq!(client.take(), (1, 2), "a file again");
+        // ...and when another client has made it a directory meanwhile, the marker is asked
+        // for after the LIST showed it.
+        let other = emu.client();
+        other.delete_object("file").await.unwrap();
+        let mut marker = PutObject::new("file/", Body::Bytes(Bytes::new()));
+        marker
+            .metadata
+            .user
+            .insert("mode".into(), format!("{}", libc::S_IFDIR | 0o750));
+        other.put_object(marker).await.unwrap();
+        tokio::time::sleep(ttl).await;
+        let a = fs.lookup(ROOT_INO, "file").await.unwrap();
+        assert_eq!((a.kind, a.perm), (Kind::Dir, 0o750));
+        assert_eq!(client.take(), (2, 3), "a file that became a directory");
     });
 }

@@ -114,8 +114,8 @@ impl Filesystem {
         ok
     }
 
-    /// What `key` is: a file, a directory, or nothing. HEAD `key` and LIST `key/` run in
-    /// parallel (design.md §2); a directory wins over a file of the same name.
+    /// What `key` is: a file, a directory, or nothing. HEAD `key`, HEAD `key/` and LIST `key/`
+    /// run in parallel (design.md §2); a directory wins over a file of the same name.
     pub(super) async fn resolve(&self, key: &str) -> FsResult<Option<Stat>> {
         match self.cache.get(key) {
             Cached::Found(s) => return Ok(Some(s)),
@@ -159,24 +159,44 @@ impl Filesystem {
         Ok(self.resolve(key).await?.is_none())
     }
 
+    /// HEAD `key`, HEAD its marker `key/` and LIST `key/` at once: one round trip whatever
+    /// the name turns out to be (a directory's marker carries its mode, owner and times, so
+    /// asking for it only after the LIST showed a directory would make every directory lookup
+    /// two). A name last known as a file is revalidated without the marker's HEAD; should it
+    /// have become a directory, the marker is asked for after all.
     async fn resolve_uncached(&self, key: &str) -> FsResult<Option<Stat>> {
         let prefix = format!("{key}/");
-        let (head, list) = tokio::join!(
+        let was_file = self.cache.was_file(key);
+        let (head, marker, list) = tokio::join!(
             self.client.head_object(key),
+            async {
+                match was_file {
+                    true => None,
+                    false => Some(self.marker_of(key).await),
+                }
+            },
             self.client
                 .list_objects(ListObjects::new(prefix.clone()).max_keys(1))
         );
         let list = list.map_err(FsError::Cos)?;
-        if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
-            if list.objects.first().is_some_and(|o| o.key == prefix) {
-                return Ok(Some(self.dir_stat(key).await?));
+        let listed = !list.objects.is_empty() || !list.common_prefixes.is_empty();
+        match marker {
+            // Only with the LIST's word for it: SeaweedFS answers a HEAD of `name/` for a
+            // directory its filer keeps after the last object under it is gone.
+            Some(Ok(Some(m))) if listed => return Ok(Some(Stat::Dir(DirStat::probed(Some(m))))),
+            Some(Ok(None)) if listed => return Ok(Some(Stat::Dir(DirStat::probed(None)))),
+            Some(Err(e)) if listed => return Err(e),
+            None if listed => {
+                if list.objects.first().is_some_and(|o| o.key == prefix) {
+                    return Ok(Some(self.dir_stat(key).await?));
+                }
+                return Ok(Some(Stat::Dir(DirStat::probed(None))));
             }
-            return Ok(Some(Stat::Dir(DirStat::probed(None))));
+            _ => {}
         }
         self.file_from_head(key, head)
     }
 
-    /// A file's full stat (HEAD); `None` when there is no such object.
     pub(super) async fn file_stat(&self, key: &str) -> FsResult<Option<Stat>> {
         let head = self.client.head_object(key).await;
         if let (Ok(info), Some(c)) = (&head, &self.cfg.data_cache) {
@@ -187,12 +207,16 @@ impl Filesystem {
 
     /// A directory's stat: its marker's metadata when `key/` exists (HEAD), else implicit.
     pub(super) async fn dir_stat(&self, key: &str) -> FsResult<Stat> {
-        let marker = match self.client.head_object(&format!("{key}/")).await {
-            Ok(info) => Some((MetaAttrs::parse(&info.user), info.last_modified)),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(FsError::from_read(e)),
-        };
-        Ok(Stat::Dir(DirStat::probed(marker)))
+        Ok(Stat::Dir(DirStat::probed(self.marker_of(key).await?)))
+    }
+
+    /// The metadata and time of directory `key`'s marker (HEAD `key/`); `None` without one.
+    async fn marker_of(&self, key: &str) -> FsResult<Option<(MetaAttrs, SystemTime)>> {
+        match self.client.head_object(&format!("{key}/")).await {
+            Ok(info) => Ok(Some((MetaAttrs::parse(&info.user), info.last_modified))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(FsError::from_read(e)),
+        }
     }
 
     pub(super) fn file_from_head(

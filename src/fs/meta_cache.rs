@@ -137,6 +137,15 @@ impl MetaCache {
         }
     }
 
+    /// Whether the last thing known of `key`, however old, is that it is a file: a lookup
+    /// that revalidates it need not ask for a directory marker of the same name.
+    pub fn was_file(&self, key: &str) -> bool {
+        self.lru
+            .lock()
+            .peek(key)
+            .is_some_and(|e| matches!(e.known, Known::Found(Stat::File(_))))
+    }
+
     /// Whether `key` was found missing less than `window` ago, whatever the negative TTL: for a
     /// create-type call right after the lookup that found the name free.
     pub fn missing_within(&self, key: &str, window: Duration) -> bool {
