@@ -133,7 +133,7 @@ impl Default for ClientConfig {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
-            pool_size: 64,
+            pool_size: 128,
             storage_class: None,
             api: Api::Cos,
             path_style: false,

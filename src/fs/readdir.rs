@@ -13,8 +13,12 @@ use super::meta_cache::{Cached, Stat};
 use super::{Filesystem, Handle, Listed};
 use crate::cos::ListObjects;
 
-/// HEADs in flight while a listing page is completed with each entry's metadata.
-const LISTING_HEAD_CONCURRENCY: usize = 64;
+/// HEADs in flight while a listing page is completed with each entry's metadata (the client's
+/// connection pool keeps as many). With 10 ms on every request a cold `ls -l` of 1,000 objects
+/// took 0.26 s with 64, 0.17 s with 128 and 0.15 s with 256; on loopback the three were level.
+/// Beyond 128 each mount would open (and, over HTTPS, handshake) ever more connections for
+/// little.
+const LISTING_HEAD_CONCURRENCY: usize = 128;
 
 impl Filesystem {
     pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
