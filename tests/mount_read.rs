@@ -358,6 +358,47 @@ fn the_negative_cache_answers_repeated_misses_without_requests() {
     assert_eq!(std::fs::read(m.join("missing")).unwrap(), b"now here");
 }
 
+/// With listings reused (`--listing-ttl`), removing a tree this mount made sends no LIST:
+/// whether a directory is empty comes from its fresh listing, which the mount's own creates
+/// and removals keep up to date, and a name left in it still makes `rmdir` fail with
+/// ENOTEMPTY. Without the option every `rmdir` asks COS.
+#[test]
+fn with_listings_reused_rmdir_knows_a_directory_is_empty_without_a_list() {
+    let emu = TestEmulator::start();
+    let client = emu.client();
+    let gone = |key: &str| {
+        runtime()
+            .block_on(client.head_object(key))
+            .is_err_and(|e| e.is_not_found())
+    };
+    for reused in [true, false] {
+        let args: &[&str] = if reused {
+            &["--listing-ttl", "30s"]
+        } else {
+            &[]
+        };
+        let m = Mount::start(&emu, args);
+        std::fs::create_dir_all(m.join("t/a")).unwrap();
+        std::fs::write(m.join("t/a/x"), b"x").unwrap();
+        std::fs::write(m.join("t/y"), b"y").unwrap();
+        let lists = emu.op_count("list");
+        let not_empty = |p: &str| std::fs::remove_dir(m.join(p)).unwrap_err().raw_os_error();
+        assert_eq!(not_empty("t/a"), Some(libc::ENOTEMPTY));
+        std::fs::remove_file(m.join("t/a/x")).unwrap();
+        std::fs::remove_dir(m.join("t/a")).unwrap();
+        assert_eq!(not_empty("t"), Some(libc::ENOTEMPTY));
+        std::fs::remove_file(m.join("t/y")).unwrap();
+        std::fs::remove_dir(m.join("t")).unwrap();
+        let lists = emu.op_count("list") - lists;
+        if reused {
+            assert_eq!(lists, 0, "LISTs with listings reused");
+        } else {
+            assert!(lists >= 4, "{lists} LISTs for four rmdirs by default");
+        }
+        assert!(gone("t/a/") && gone("t/"), "the markers are deleted");
+    }
+}
+
 fn cosmount_fails(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let out = Command::new(cosmount_bin())
         .args(args)

@@ -418,12 +418,17 @@ impl Filesystem {
     /// Forgets what is known of `key` and, for a directory, everything under it, including
     /// cached listings (a change whose outcome this mount does not know entry by entry).
     fn unlearn_tree(&self, key: &str) {
+        self.unlearn_below(key);
+        let (parent, _) = Self::split_key(key);
+        self.listings.lock().forget(&parent, false);
+    }
+
+    /// Forgets what is known of `key`, everything under it and the listings of it and under
+    /// it, but not the listing of its parent (a removal `learn` then applies to it).
+    fn unlearn_below(&self, key: &str) {
         self.cache.remove_tree(key);
         self.ahead.forget_tree(key, &self.dir_prefix(key));
-        let (parent, _) = Self::split_key(key);
-        let mut listings = self.listings.lock();
-        listings.forget(&parent, false);
-        listings.forget(&self.dir_prefix(key), true);
+        self.listings.lock().forget(&self.dir_prefix(key), true);
     }
 
     /// An entry of the directory holding `key` was added, removed or renamed now: its mtime

@@ -305,6 +305,17 @@ impl Filesystem {
             }
         }
         let prefix = self.dir_prefix(key);
+        if !self.cfg.listing_ttl.is_zero()
+            && let Some(d) = self
+                .listings
+                .lock()
+                .fresh(&prefix, Some(self.cfg.listing_ttl))
+            && d.done
+        {
+            // With listings reused, a fresh complete listing (which the mount's own creates
+            // and removals keep up to date) answers: `rm -r` then costs no LIST per directory.
+            return Ok(!d.entries.is_empty());
+        }
         let page = self
             .client
             .list_objects(ListObjects::new(prefix.clone()).max_keys(2))
@@ -329,7 +340,8 @@ impl Filesystem {
             .delete_object(&self.dir_prefix(&key))
             .await
             .map_err(FsError::Cos)?;
-        self.unlearn_tree(&key);
+        // It was empty: its parent's listing only loses it (`learn`).
+        self.unlearn_below(&key);
         self.learn(&key, None);
         self.inodes.lock().detach(parent, name);
         self.touch_parent(&key);
