@@ -9,8 +9,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use bytes::Bytes;
 use common::mount::Mount;
-use common::{TestEmulator, pattern, sdk_ok};
+use common::{TestEmulator, pattern, runtime, sdk_ok};
+use cosmount::cos::{Body, ObjectClient, PutObject};
 
 const MIB: usize = 1 << 20;
 
@@ -68,6 +70,15 @@ fn repeated_reads_and_remounts_need_no_get() {
     assert!(
         std::fs::read(m.join("moved")).unwrap() == big,
         "after a rename"
+    );
+    // So do the files of a directory renamed (key by key on the server).
+    std::fs::create_dir(m.join("d")).unwrap();
+    std::fs::rename(m.join("moved"), m.join("d/inner")).unwrap();
+    std::fs::rename(m.join("d"), m.join("e")).unwrap();
+    drop_page_cache();
+    assert!(
+        std::fs::read(m.join("e/inner")).unwrap() == big,
+        "after a rename of its directory"
     );
     assert_eq!(
         emu.op_count("get"),
@@ -327,6 +338,43 @@ fn read_without_waiting(f: std::fs::File, len: usize) -> Option<Vec<u8>> {
     rx.recv_timeout(std::time::Duration::from_secs(20))
         .ok()
         .map(|r| r.expect("the read succeeds"))
+}
+
+/// A program that reads a file by passthrough, closes it and at once opens it for writing is
+/// not refused: the kernel sends the RELEASE after `close` has returned, and the open waits
+/// for releases on their way before it calls the file busy.
+#[test]
+fn writing_a_file_right_after_reading_it_by_passthrough_is_not_refused() {
+    let emu = TestEmulator::start();
+    let cache = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("f{i:02}"), pattern(64 * 1024 + i, i as u64)))
+        .collect();
+    let client = emu.client();
+    for (name, data) in &files {
+        let put = PutObject::new(name.as_str(), Body::Bytes(Bytes::from(data.clone())));
+        runtime().block_on(client.put_object(put)).unwrap();
+    }
+    let mut m = start(&emu, cache.path(), &[]);
+    for (name, data) in &files {
+        assert!(std::fs::read(m.join(name)).unwrap() == *data);
+    }
+    m.unmount();
+    let m = start(&emu, cache.path(), &[]);
+    let mut refused = Vec::new();
+    for (name, data) in &files {
+        assert!(std::fs::read(m.join(name)).unwrap() == *data);
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(m.join(name))
+            .and_then(|mut w| std::io::Write::write_all(&mut w, b"!"));
+        if let Err(e) = appended {
+            refused.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let (name, data) = &files[7];
+    assert!(std::fs::read(m.join(name)).unwrap() == [data.as_slice(), b"!"].concat());
 }
 
 #[test]

@@ -405,3 +405,55 @@ fn a_cold_lookup_is_one_round_trip_whatever_the_name_is() {
         assert_eq!(client.take(), (2, 3), "a file that became a directory");
     });
 }
+
+/// A program's run of a file ends with a RELEASE that the kernel sends after the program has
+/// gone: an open for writing that comes first waits for it (up to a grace period) instead of
+/// answering ETXTBSY, while a program still running keeps the file busy.
+#[test]
+fn an_open_for_writing_waits_for_releases_on_their_way() {
+    let emu = TestEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(Filesystem::new(
+        emu.client(),
+        FsConfig {
+            cache_dir: dir.path().to_path_buf(),
+            ..FsConfig::default()
+        },
+    ));
+    let write = OpenMode {
+        write: true,
+        append: true,
+        ..Default::default()
+    };
+    runtime().block_on(async {
+        let (attr, made) = fs
+            .create(ROOT_INO, "prog", 0o755, write, Caller::default())
+            .await
+            .unwrap();
+        fs.write(made.fh, 0, Bytes::from_static(b"#!/bin/sh\n"))
+            .await
+            .unwrap();
+        fs.release(made.fh).await.unwrap();
+        let exec = OpenMode {
+            read: true,
+            exec: true,
+            ..Default::default()
+        };
+        let running = fs.open(attr.ino, exec).await.unwrap().fh;
+        let e = fs.open(attr.ino, write).await.err().expect("busy");
+        assert_eq!(e.errno(), libc::ETXTBSY, "while the program runs");
+        let later = {
+            let fs = fs.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                fs.release(running).await
+            })
+        };
+        let w = fs
+            .open(attr.ino, write)
+            .await
+            .expect("opened once the release arrived");
+        later.await.unwrap().unwrap();
+        fs.release(w.fh).await.unwrap();
+    });
+}

@@ -183,7 +183,11 @@ impl Filesystem {
         }
         let key = self.key_of(ino)?;
         let file = self.join(ino, false);
-        let mut st = file.state.lock().await;
+        let mut st = if writable {
+            file.lock_changeable().await
+        } else {
+            file.state.lock().await
+        };
         let opened = match self
             .open_state(&file, &mut st, &key, writable, mode.truncate)
             .await
@@ -649,18 +653,20 @@ impl Filesystem {
         if h.exec {
             st.executing -= 1;
         }
+        h.file.wake_released();
         self.leave(&h.file, st).await
     }
 
     /// Runs `op` on the state of `ino` as a descriptor of its own for the moment (a change by
-    /// path: truncate, chmod), so it shares the state with every open descriptor.
+    /// path: truncate), so it shares the state with every open descriptor; like an open for
+    /// writing, it first lets releases on their way arrive (`OpenFile::lock_changeable`).
     pub(super) async fn with_state<T>(
         &self,
         ino: Ino,
         op: impl AsyncFnOnce(&OpenFile, &mut FileState) -> FsResult<T>,
     ) -> FsResult<T> {
         let file = self.join(ino, false);
-        let mut st = file.state.lock().await;
+        let mut st = file.lock_changeable().await;
         let result = op(&file, &mut st).await;
         file.sync_view(&st);
         let left = self.leave(&file, st).await;

@@ -535,31 +535,35 @@ impl Filesystem {
             .try_collect()
             .await
             .map_err(FsError::Cos)?;
-        let objects: Vec<(String, u64, Option<String>)> = pages
+        let objects = pages
             .into_iter()
             .flat_map(|p| p.objects)
-            .map(|o| (o.key, o.size, o.storage_class))
-            .collect();
+            .collect::<Vec<_>>();
         futures::stream::iter(objects.iter().cloned())
-            .map(|(key, size, class)| {
-                let target = format!("{dst_prefix}{}", &key[src_prefix.len()..]);
-                let marker = key == src_prefix;
+            .map(|o| {
+                let target = format!("{dst_prefix}{}", &o.key[src_prefix.len()..]);
+                let marker = o.key == src_prefix;
                 async move {
                     // The directory's own marker carries its attributes: its ctime moves.
                     let metadata = if marker {
-                        Some(self.with_ctime_now(&key).await?)
+                        Some(self.with_ctime_now(&o.key).await?)
                     } else {
                         None
                     };
-                    self.copy_one(&key, &target, size, metadata, class)
-                        .await
-                        .map(|_| ())
+                    let copied = self
+                        .copy_one(&o.key, &target, o.size, metadata, o.storage_class)
+                        .await?;
+                    // The same bytes under a new key: cached blocks move with them.
+                    if let Some(c) = &self.cfg.data_cache {
+                        c.rename(&o.key, &o.etag, &target, &copied.etag);
+                    }
+                    Ok::<_, FsError>(())
                 }
             })
             .buffer_unordered(RENAME_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
-        let keys: Vec<String> = objects.into_iter().map(|(k, ..)| k).collect();
+        let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
         let failed = self
             .client
             .delete_objects(&keys)

@@ -29,7 +29,12 @@ pub struct OpenFile {
     /// What `stat` and lookups show while the file is open, readable without waiting for a
     /// commit in progress; `sync_view` keeps it in step with the state.
     view: parking_lot::Mutex<View>,
+    /// Woken by every release of a descriptor (see `lock_changeable`).
+    released: tokio::sync::Notify,
 }
+
+/// How long a change that finds its file busy waits for releases on their way (`lock_changeable`).
+const BUSY_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub struct FileState {
     /// The version that reads of clean content are pinned to: the object when the file was
@@ -205,7 +210,35 @@ impl OpenFile {
                 local,
                 ..View::default()
             }),
+            released: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The state, once its content may change (`FileState::check_changeable`) or after
+    /// `BUSY_GRACE`. The kernel sends a descriptor's RELEASE after its `close` has returned
+    /// (and a program's after it has exited), so a program that closes a file, or runs it, and
+    /// at once writes it would otherwise find that descriptor still counted: ETXTBSY for no
+    /// reason. Descriptors still open keep it busy.
+    pub async fn lock_changeable(&self) -> tokio::sync::MutexGuard<'_, FileState> {
+        let deadline = tokio::time::Instant::now() + BUSY_GRACE;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let st = self.state.lock().await;
+            if st.check_changeable().is_ok() {
+                return st;
+            }
+            drop(st);
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return self.state.lock().await;
+            }
+        }
+    }
+
+    /// A descriptor of this file was released (its state already says so).
+    pub fn wake_released(&self) {
+        self.released.notify_waiters();
     }
 
     pub fn view(&self) -> View {
