@@ -37,15 +37,8 @@ enum InListing {
 impl Filesystem {
     /// What the parent's fresh cached listing says of `key` (only with `--listing-ttl`).
     fn listed(&self, key: &str) -> InListing {
-        if self.cfg.listing_ttl.is_zero() {
-            return InListing::Unknown;
-        }
         let (parent, name) = Self::split_key(key);
-        let mut listings = self.listings.lock();
-        let Some(d) = listings.fresh(&parent, Some(self.cfg.listing_ttl)) else {
-            return InListing::Unknown;
-        };
-        match d.get(&name) {
+        self.reused_listing(&parent, |d| match d.get(&name) {
             None => InListing::Absent,
             Some(e) => match &e.stat {
                 Stat::File(f) if f.meta.is_some() => InListing::Known(e.stat.clone()),
@@ -53,7 +46,8 @@ impl Filesystem {
                 Stat::File(_) => InListing::File,
                 Stat::Dir(_) => InListing::Dir,
             },
-        }
+        })
+        .unwrap_or(InListing::Unknown)
     }
 
     /// When listings are reused (`--listing-ttl`) and the parent of `key` was listed before and
@@ -170,9 +164,10 @@ impl Filesystem {
         let (head, marker, list) = tokio::join!(
             self.client.head_object(key),
             async {
-                match was_file {
-                    true => None,
-                    false => Some(self.marker_of(key).await),
+                if was_file {
+                    None
+                } else {
+                    Some(self.marker_of(key).await)
                 }
             },
             self.client
@@ -197,6 +192,7 @@ impl Filesystem {
         self.file_from_head(key, head)
     }
 
+    /// A file's full stat (HEAD); `None` when there is no such object.
     pub(super) async fn file_stat(&self, key: &str) -> FsResult<Option<Stat>> {
         let head = self.client.head_object(key).await;
         if let (Ok(info), Some(c)) = (&head, &self.cfg.data_cache) {

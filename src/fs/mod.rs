@@ -415,6 +415,16 @@ impl Filesystem {
         self.listings.lock().update(&parent, &name, stat);
     }
 
+    /// What `f` makes of the fresh cached listing of directory `prefix`, if there is one. Only
+    /// with `--listing-ttl`: a reused listing hides what other clients added or removed since.
+    fn reused_listing<T>(&self, prefix: &str, f: impl FnOnce(&DirHandle) -> T) -> Option<T> {
+        if self.cfg.listing_ttl.is_zero() {
+            return None;
+        }
+        let mut listings = self.listings.lock();
+        listings.fresh(prefix, Some(self.cfg.listing_ttl)).map(f)
+    }
+
     /// Forgets what is known of `key` and, for a directory, everything under it, including
     /// cached listings (a change whose outcome this mount does not know entry by entry).
     fn unlearn_tree(&self, key: &str) {

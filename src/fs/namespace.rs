@@ -305,16 +305,12 @@ impl Filesystem {
             }
         }
         let prefix = self.dir_prefix(key);
-        if !self.cfg.listing_ttl.is_zero()
-            && let Some(d) = self
-                .listings
-                .lock()
-                .fresh(&prefix, Some(self.cfg.listing_ttl))
-            && d.done
+        // With listings reused, a fresh complete listing (which the mount's own creates and
+        // removals keep up to date) answers: `rm -r` then costs no LIST per directory.
+        if let Some(Some(has)) =
+            self.reused_listing(&prefix, |d| d.done.then_some(!d.entries.is_empty()))
         {
-            // With listings reused, a fresh complete listing (which the mount's own creates
-            // and removals keep up to date) answers: `rm -r` then costs no LIST per directory.
-            return Ok(!d.entries.is_empty());
+            return Ok(has);
         }
         let page = self
             .client

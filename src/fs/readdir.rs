@@ -77,14 +77,7 @@ impl Filesystem {
         if d.marker.is_none() && d.entries.is_empty() && !d.done {
             // A complete listing is reused only with `--listing-ttl`: it could hide what other
             // clients added or removed since.
-            let cached = if self.cfg.listing_ttl.is_zero() {
-                None
-            } else {
-                self.listings
-                    .lock()
-                    .fresh(&d.prefix, Some(self.cfg.listing_ttl))
-                    .cloned()
-            };
+            let cached = self.reused_listing(&d.prefix, DirHandle::clone);
             if let Some(mut listing) = cached {
                 listing.ino = ino;
                 listing.local_added = false;
