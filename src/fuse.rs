@@ -16,6 +16,7 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
+use crate::fs::Written;
 use crate::fs::attrs::{Attr, Kind};
 use crate::fs::error::FsError;
 use crate::fs::open_file::Io;
@@ -533,26 +534,34 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let notifier = self.notifier.clone();
+        let answer = move |reply: ReplyWrite, w: Written| {
+            reply.written(w.len);
+            if w.moved
+                && let Some(n) = notifier.get().cloned()
+            {
+                // The kernel put the bytes at its idea of the end in its page cache: drop its
+                // pages and attributes, once it has our answer (it holds the pages locked
+                // until then).
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = n.inval_inode(ino, 0, 0) {
+                        log::debug!("invalidating inode {}: {e}", ino.0);
+                    }
+                });
+            }
+        };
+        // Most writes of a file being written from start to end go into the part being filled
+        // at once, from fuser's buffer; the others get a copy of their bytes to take along.
+        if let Some(w) = self.fs.write_now(fh.0, offset, data) {
+            let _runtime = self.rt.enter();
+            answer(reply, w);
+            return;
+        }
         let fs = self.fs.clone();
         let data = bytes::Bytes::copy_from_slice(data);
-        let notifier = self.notifier.clone();
         self.run(async move {
             match fs.write(fh.0, offset, data).await {
-                Ok(w) => {
-                    reply.written(w.len);
-                    if w.moved
-                        && let Some(n) = notifier.get().cloned()
-                    {
-                        // The kernel put the bytes at its idea of the end in its page cache:
-                        // drop its pages and attributes, once it has our answer (it holds
-                        // the pages locked until then).
-                        tokio::task::spawn_blocking(move || {
-                            if let Err(e) = n.inval_inode(ino, 0, 0) {
-                                log::debug!("invalidating inode {}: {e}", ino.0);
-                            }
-                        });
-                    }
-                }
+                Ok(w) => answer(reply, w),
                 Err(e) => reply.error(errno(&e)),
             }
         });

@@ -170,6 +170,82 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
     });
 }
 
+/// A file written from start to end goes into the part being filled at once (`write_now`:
+/// no wait, no copy of the bytes), except where a part is full and must be sent; a write
+/// anywhere else is left to `write`. Either way every byte comes back, across parts.
+#[test]
+fn writes_at_the_end_are_done_at_once_and_the_others_are_left_to_write() {
+    let emu = TestEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let part = 5u64 << 20;
+    let fs = Filesystem::new(
+        emu.client(),
+        FsConfig {
+            cache_dir: dir.path().to_path_buf(),
+            part_size: part,
+            ..FsConfig::default()
+        },
+    );
+    let caller = Caller {
+        uid: 1,
+        gid: 2,
+        umask: 0o022,
+    };
+    let mut data = pattern(3 * part as usize + 12345, 21);
+    runtime().block_on(async {
+        let write = OpenMode {
+            write: true,
+            ..Default::default()
+        };
+        let (_, fh) = fs
+            .create(ROOT_INO, "seq", 0o644, write, caller)
+            .await
+            .unwrap();
+        let fh = fh.fh;
+        let chunk = 128 << 10;
+        let (mut now, mut later) = (0, 0);
+        for (i, c) in data.chunks(chunk).enumerate() {
+            let at = (i * chunk) as u64;
+            if let Some(w) = fs.write_now(fh, at, c) {
+                assert_eq!((w.len as usize, w.moved), (c.len(), false));
+                now += 1;
+            } else {
+                fs.write(fh, at, Bytes::copy_from_slice(c)).await.unwrap();
+                later += 1;
+            }
+        }
+        assert!(
+            now >= 10 * later,
+            "{now} writes done at once, {later} left to write"
+        );
+        assert!(
+            fs.write_now(fh, 4096, b"xyz").is_none(),
+            "a write before the end is not done at once"
+        );
+        fs.write(fh, 4096, Bytes::from_static(b"xyz"))
+            .await
+            .unwrap();
+        data[4096..4099].copy_from_slice(b"xyz");
+        fs.flush(fh, None).await.unwrap();
+        fs.release(fh).await.unwrap();
+        let a = fs.lookup(ROOT_INO, "seq").await.unwrap();
+        assert_eq!(a.size, data.len() as u64);
+        let read = OpenMode {
+            read: true,
+            ..Default::default()
+        };
+        let fh = fs.open(a.ino, read).await.unwrap().fh;
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            let b = fs.read(fh, got.len() as u64, 1 << 20).await.unwrap();
+            assert!(!b.is_empty(), "short read at {}", got.len());
+            got.extend_from_slice(&b);
+        }
+        assert!(got == data, "the bytes read back differ from those written");
+        fs.release(fh).await.unwrap();
+    });
+}
+
 /// A client that counts round trips: a request is one round trip deeper than the deepest one
 /// that had been answered when it was sent, so requests sent together share a depth and
 /// requests sent one after another's answer do not.

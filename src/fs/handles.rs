@@ -28,6 +28,15 @@ fn process_of(tid: u32) -> Option<u32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Where a write through `h` lands: an `O_APPEND` descriptor's at the file's end.
+fn write_position(h: &FileHandle, w: &WriteHandle, offset: u64) -> u64 {
+    if h.append && offset != w.size() {
+        w.size()
+    } else {
+        offset
+    }
+}
+
 /// What a write did beyond storing its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
@@ -519,14 +528,30 @@ impl Filesystem {
         let len = data.len() as u32;
         let mut st = h.file.state.lock().await;
         let w = st.writer.as_mut().ok_or(FsError::BadHandle)?;
-        let mut at = offset;
-        if h.append && at != w.size() {
-            at = w.size();
-        }
+        let at = write_position(&h, w, offset);
         w.write(at, data).await?;
         h.file.sync_view(&st);
         Ok(Written {
             len,
+            moved: at != offset,
+        })
+    }
+
+    /// `write`, done at once from the caller's buffer when it can be without waiting: the
+    /// file's state is free and the bytes go whole into the part being filled
+    /// (`WriteHandle::write_into_tail`). `None`: call `write` (with a copy of the bytes).
+    pub fn write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<Written> {
+        let h = self.file_handle(fh).ok()?;
+        let mut st = h.file.state.try_lock().ok()?;
+        let w = st.writer.as_mut()?;
+        let at = write_position(&h, w, offset);
+        if !w.write_into_tail(at, data) {
+            return None;
+        }
+        h.set_flushed(false);
+        h.file.sync_view(&st);
+        Some(Written {
+            len: data.len() as u32,
             moved: at != offset,
         })
     }

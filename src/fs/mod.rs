@@ -31,6 +31,8 @@ mod setattr;
 pub mod write;
 pub mod xattr;
 
+pub use handles::Written;
+
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;

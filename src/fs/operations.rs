@@ -67,6 +67,8 @@ operations! {
         fn wants_passthrough(&self) -> bool;
         /// Passthrough is on (the kernel took it) or off (registering a file failed).
         fn set_passthrough(&self, on: bool);
+        /// `write`, when it can be done at once from the caller's buffer; `None`: call `write`.
+        fn write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<Written>;
     }
     awaited {
         fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr>;

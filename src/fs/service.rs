@@ -395,6 +395,11 @@ impl Operations for Service {
 
     fn set_passthrough(&self, _on: bool) {}
 
+    fn write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<Written> {
+        let (_, local, fs) = self.route(fh).ok()?;
+        fs.write_now(local, offset, data)
+    }
+
     async fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr> {
         if parent == ROOT_INO {
             if !may_be_bucket(name) {

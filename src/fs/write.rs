@@ -524,16 +524,8 @@ impl WriteHandle {
         }
     }
 
-    pub async fn write(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
-        self.check()?;
-        let end = offset + data.len() as u64;
-        if end > max_file_size(self.cfg.part_size) {
-            return Err(FsError::TooLarge);
-        }
-        if self.tail.as_ref().is_some_and(|t| t.end() != offset) {
-            self.spill_tail().await?;
-        }
-        let appending = offset == self.size;
+    /// Records `[offset, end)` as written now (a gap before it reads as zeros).
+    fn record(&mut self, offset: u64, end: u64) {
         if offset > self.size {
             // The gap reads as zeros: new content.
             self.present.insert(self.size, offset);
@@ -545,6 +537,37 @@ impl WriteHandle {
         self.touch_parts(offset, end);
         self.size = self.size.max(end);
         self.changed_now();
+    }
+
+    /// `write` of bytes that the part being filled takes whole, at the file's end: done at
+    /// once, with no I/O, copying the bytes once (from the caller's buffer, FUSE's, straight
+    /// into the part). `false`: not such a write; `write` it.
+    ///
+    /// No part is finished here: a tail this fills up is sent by the next write or the commit,
+    /// as when `write` fills it (`upload_finished_parts` skips the tail's part).
+    pub fn write_into_tail(&mut self, offset: u64, data: &[u8]) -> bool {
+        let fits = self.tail.as_ref().is_some_and(|t| {
+            t.end() == offset && offset == self.size && data.len() <= t.buf.room()
+        });
+        if self.failed || !fits {
+            return false;
+        }
+        self.tail.as_mut().expect("checked").buf.fill(data);
+        self.record(offset, offset + data.len() as u64);
+        true
+    }
+
+    pub async fn write(&mut self, offset: u64, data: Bytes) -> FsResult<()> {
+        self.check()?;
+        let end = offset + data.len() as u64;
+        if end > max_file_size(self.cfg.part_size) {
+            return Err(FsError::TooLarge);
+        }
+        if self.tail.as_ref().is_some_and(|t| t.end() != offset) {
+            self.spill_tail().await?;
+        }
+        let appending = offset == self.size;
+        self.record(offset, end);
         // The bytes are recorded as present: if they cannot be placed, the handle fails.
         if let Err(e) = self.place(offset, data, appending).await {
             self.failed = true;
