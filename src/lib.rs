@@ -1,6 +1,7 @@
 //! cosmount: mount a Tencent COS bucket with FUSE.
 #![forbid(unsafe_code)]
 
+pub mod block_sum;
 pub mod config;
 pub mod cos;
 pub mod direct_io;

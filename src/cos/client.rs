@@ -495,6 +495,18 @@ pub trait ObjectClient: Send + Sync + 'static {
     async fn get_object(&self, req: GetObject) -> Result<GetObjectOutput, CosError>;
     /// GET with the body collected; retried as a whole, including a broken body.
     async fn get_object_bytes(&self, req: GetObject) -> Result<(ObjectInfo, Bytes), CosError>;
+    /// `get_object_bytes`, with the checksum (`block_sum::xxh3`) of each `piece` bytes of the
+    /// body in turn, the last piece maybe shorter. A client that collects the body itself
+    /// computes them as each chunk arrives, while the CPU still holds its bytes.
+    async fn get_object_summed(
+        &self,
+        req: GetObject,
+        piece: usize,
+    ) -> Result<(ObjectInfo, Bytes, Vec<u64>), CosError> {
+        let (info, body) = self.get_object_bytes(req).await?;
+        let sums = body.chunks(piece).map(crate::block_sum::xxh3).collect();
+        Ok((info, body, sums))
+    }
     async fn put_object(&self, req: PutObject) -> Result<PutOutput, CosError>;
     /// Deleting a key that does not exist succeeds.
     async fn delete_object(&self, key: &str) -> Result<(), CosError>;
@@ -1329,21 +1341,35 @@ fn info_from_headers(h: &HeaderMap, size: u64) -> ObjectInfo {
 /// can write a fetched body to disk without copying it again.
 const ALIGNED_BODY: u64 = 1 << 20;
 
-/// A GET's body (of `expected` bytes by its Content-Length) as one buffer. A long one is
-/// gathered into aligned memory; one longer than announced ends early (the caller sees the
-/// wrong length).
-async fn read_body(mut resp: reqwest::Response, expected: u64) -> Result<Bytes, CosError> {
+/// A GET's body (of `expected` bytes by its Content-Length) as one buffer, with the sums of
+/// its pieces when asked (`ObjectClient::get_object_summed`). A long one is gathered into
+/// aligned memory, each chunk summed as it is copied; one longer than announced ends early
+/// (the caller sees the wrong length).
+async fn read_body(
+    mut resp: reqwest::Response,
+    expected: u64,
+    piece: Option<usize>,
+) -> Result<(Bytes, Vec<u64>), CosError> {
     if expected < ALIGNED_BODY {
-        return resp.bytes().await.map_err(CosError::from_reqwest);
+        let body = resp.bytes().await.map_err(CosError::from_reqwest)?;
+        let sums = piece.map_or_else(Vec::new, |p| {
+            body.chunks(p).map(crate::block_sum::xxh3).collect()
+        });
+        return Ok((body, sums));
     }
     let mut buf = crate::direct_io::AlignedBuf::with_capacity(expected as usize);
+    let mut sums = piece.map(crate::block_sum::PieceSums::new);
     while let Some(chunk) = resp.chunk().await.map_err(CosError::from_reqwest)? {
         if chunk.len() > buf.room() {
             break;
         }
         buf.fill(&chunk);
+        if let Some(s) = &mut sums {
+            s.update(&chunk);
+        }
     }
-    Ok(buf.into_bytes())
+    let sums = sums.map_or_else(Vec::new, crate::block_sum::PieceSums::finish);
+    Ok((buf.into_bytes(), sums))
 }
 
 fn content_length(h: &HeaderMap) -> u64 {
@@ -1361,6 +1387,36 @@ fn parse_content_range(v: &str) -> Option<(u64, u64)> {
 }
 
 impl CosClient {
+    /// GET with the body collected (and its pieces summed, `read_body`); retried as a whole.
+    async fn get_collected(
+        &self,
+        req: GetObject,
+        piece: Option<usize>,
+    ) -> Result<(ObjectInfo, Bytes, Vec<u64>), CosError> {
+        let key = req.key.as_str();
+        self.with_source_key(key, |k| {
+            let r = self.get_request(&req, k);
+            async move {
+                let r = r?;
+                self.with_retry("GET", key, true, |_| async {
+                    let resp = self.attempt(&r).await?;
+                    let (info, _) = Self::get_info(&resp);
+                    let expected = content_length(resp.headers());
+                    let (body, sums) = read_body(resp, expected, piece).await?;
+                    if body.len() as u64 != expected {
+                        return Err(CosError::Transport {
+                            kind: super::error::TransportKind::Body,
+                            message: format!("body ended after {} of {expected} bytes", body.len()),
+                        });
+                    }
+                    Ok((info, body, sums))
+                })
+                .await
+            }
+        })
+        .await
+    }
+
     fn get_request(&self, req: &GetObject, source_key: usize) -> Result<Request, CosError> {
         let mut r = Request::new("GET", Method::GET, Some(&req.key)).sse_reading(
             &self.config.sse,
@@ -1511,28 +1567,16 @@ impl ObjectClient for CosClient {
     }
 
     async fn get_object_bytes(&self, req: GetObject) -> Result<(ObjectInfo, Bytes), CosError> {
-        let key = req.key.as_str();
-        self.with_source_key(key, |k| {
-            let r = self.get_request(&req, k);
-            async move {
-                let r = r?;
-                self.with_retry("GET", key, true, |_| async {
-                    let resp = self.attempt(&r).await?;
-                    let (info, _) = Self::get_info(&resp);
-                    let expected = content_length(resp.headers());
-                    let body = read_body(resp, expected).await?;
-                    if body.len() as u64 != expected {
-                        return Err(CosError::Transport {
-                            kind: super::error::TransportKind::Body,
-                            message: format!("body ended after {} of {expected} bytes", body.len()),
-                        });
-                    }
-                    Ok((info, body))
-                })
-                .await
-            }
-        })
-        .await
+        let (info, body, _) = self.get_collected(req, None).await?;
+        Ok((info, body))
+    }
+
+    async fn get_object_summed(
+        &self,
+        req: GetObject,
+        piece: usize,
+    ) -> Result<(ObjectInfo, Bytes, Vec<u64>), CosError> {
+        self.get_collected(req, Some(piece)).await
     }
 
     async fn put_object(&self, req: PutObject) -> Result<PutOutput, CosError> {

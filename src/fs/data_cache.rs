@@ -42,10 +42,10 @@ const FORMAT: &str = "cosmount-cache-v2";
 
 /// A block's checksum: XXH3-64 (seed 0), stored in the journal, so it is part of the format.
 /// A damaged block (torn, zeroed, a flipped bit) passes with odds of 2^-64, as with a 64-bit
-/// CRC, at a fifth of crc64fast's CPU: a cold read checksums every byte it stores, and
-/// twox-hash picks AVX2 at run time where the CPU has it.
+/// CRC, at a fifth of crc64fast's CPU: a cold read checksums every byte it stores (the GET
+/// computes them as the bytes arrive, `ObjectClient::get_object_summed`).
 fn checksum(block: &[u8]) -> u64 {
-    twox_hash::XxHash3_64::oneshot(block)
+    crate::block_sum::xxh3(block)
 }
 
 /// An entry's journal line for its attributes: `a <second> <user metadata as JSON>`.
@@ -201,7 +201,8 @@ struct Index {
 const QUEUE: usize = 16;
 
 /// Bytes of an object to store: key, ETag, size, offset, the bytes.
-type Job = (String, String, u64, u64, Bytes);
+/// Bytes to store, with their pieces' checksums if known (`put_summed`).
+type Job = (String, String, u64, u64, Bytes, Vec<u64>);
 
 pub struct DataCache {
     dir: PathBuf,
@@ -299,11 +300,11 @@ impl DataCache {
         let thread = std::thread::Builder::new()
             .name("data-cache".into())
             .spawn(move || {
-                while let Ok((key, etag, size, offset, data)) = rx.recv() {
+                while let Ok((key, etag, size, offset, data, sums)) = rx.recv() {
                     let Some(c) = weak.upgrade() else {
                         break;
                     };
-                    c.put(&key, &etag, size, offset, &data);
+                    c.put_summed(&key, &etag, size, offset, &data, &sums);
                 }
             })
             .map_err(|e| format!("cannot start the data cache's writer: {e}"))?;
@@ -312,13 +313,21 @@ impl DataCache {
         Ok(cache)
     }
 
-    /// Stores bytes like `put`, on the cache's own thread: the caller (a read) does not wait
-    /// for the disk, only, when the queue is full, for room in it.
-    pub fn put_later(&self, key: &str, etag: &str, size: u64, offset: u64, data: Bytes) {
+    /// Stores bytes like `put_summed`, on the cache's own thread: the caller (a read) does
+    /// not wait for the disk, only, when the queue is full, for room in it.
+    pub fn put_later(
+        &self,
+        key: &str,
+        etag: &str,
+        size: u64,
+        offset: u64,
+        data: Bytes,
+        sums: Vec<u64>,
+    ) {
         let Some(tx) = self.writer.lock().clone() else {
             return;
         };
-        let job = (key.to_string(), etag.to_string(), size, offset, data);
+        let job = (key.to_string(), etag.to_string(), size, offset, data, sums);
         if let Err(std::sync::mpsc::TrySendError::Full(job)) = tx.try_send(job) {
             let _ = tokio::task::block_in_place(|| tx.send(job));
         }
@@ -649,6 +658,24 @@ impl DataCache {
     /// Stores `data`, bytes of `key`@`etag` (an object of `size` bytes) from `offset`: the
     /// whole blocks it holds (and the last, shorter block of the object).
     pub fn put(&self, key: &str, etag: &str, size: u64, offset: u64, data: &[u8]) {
+        self.put_summed(key, etag, size, offset, data, &[]);
+    }
+
+    /// `put`, given the checksums of `data`'s pieces of `BLOCK` bytes from a block boundary
+    /// (`ObjectClient::get_object_summed`) so as not to compute them again; sums that do not
+    /// fit `data` are ignored.
+    pub fn put_summed(
+        &self,
+        key: &str,
+        etag: &str,
+        size: u64,
+        offset: u64,
+        data: &[u8],
+        sums: &[u64],
+    ) {
+        let sums = (offset % BLOCK == 0
+            && sums.len() as u64 == (data.len() as u64).div_ceil(BLOCK))
+        .then_some(sums);
         let first = offset.div_ceil(BLOCK);
         let end = offset + data.len() as u64;
         let mut blocks = Vec::new();
@@ -692,7 +719,13 @@ impl DataCache {
             Ok(file) => runs(&blocks)
                 .find_map(|run| {
                     let first = run[0].0;
-                    let crcs: Vec<u64> = run.iter().map(|(_, b)| checksum(b)).collect();
+                    let crcs: Vec<u64> = run
+                        .iter()
+                        .map(|(i, b)| match sums {
+                            Some(s) => s[(*i - offset / BLOCK) as usize],
+                            None => checksum(b),
+                        })
+                        .collect();
                     let len: u64 = run.iter().map(|(_, b)| b.len() as u64).sum();
                     let at = (first * BLOCK - offset) as usize;
                     let bytes = &data[at..at + len as usize];

@@ -722,7 +722,7 @@ async fn fetch_whole(
         return None;
     }
     if let Some(c) = &cache {
-        c.put_later(&key, &info.etag, info.size, 0, body.clone());
+        c.put_later(&key, &info.etag, info.size, 0, body.clone(), Vec::new());
     }
     Some(Arc::new(super::ahead::Fetched {
         stat: super::lookup::stat_of(&info),

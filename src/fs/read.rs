@@ -120,7 +120,31 @@ pub async fn fetch_range(
             return Ok(data);
         }
     }
-    let body = fetch_from_cos(client, version, start, end).await?;
+    let req = GetObject::new(version.key.clone())
+        .range(start, end)
+        .if_match(version.etag.clone());
+    let (body, sums) = match cache {
+        // The blocks' checksums are computed as the body arrives, while the CPU holds it,
+        // not by the cache's thread, which would read every byte back from memory.
+        Some(_) if start % data_cache::BLOCK == 0 => {
+            let (_, body, sums) = client
+                .get_object_summed(req, data_cache::BLOCK as usize)
+                .await
+                .map_err(FsError::from_read)?;
+            (body, sums)
+        }
+        _ => {
+            let (_, body) = client
+                .get_object_bytes(req)
+                .await
+                .map_err(FsError::from_read)?;
+            (body, Vec::new())
+        }
+    };
+    if body.len() as u64 != end - start {
+        // Shorter than asked: the object changed.
+        return Err(FsError::Stale);
+    }
     if let Some(c) = cache {
         c.put_later(
             &version.key,
@@ -128,27 +152,8 @@ pub async fn fetch_range(
             version.size,
             start,
             body.clone(),
+            sums,
         );
-    }
-    Ok(body)
-}
-
-async fn fetch_from_cos(
-    client: &dyn ObjectClient,
-    version: &Version,
-    start: u64,
-    end: u64,
-) -> FsResult<Bytes> {
-    let (_, body) = client
-        .get_object_bytes(
-            GetObject::new(version.key.clone())
-                .range(start, end)
-                .if_match(version.etag.clone()),
-        )
-        .await
-        .map_err(FsError::from_read)?;
-    if body.len() as u64 != end - start {
-        return Err(FsError::Stale);
     }
     Ok(body)
 }
