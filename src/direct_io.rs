@@ -85,25 +85,125 @@ pub fn write_most_direct(
     Ok(())
 }
 
-/// A buffer whose bytes start at an aligned address, filled up to a capacity fixed at the
-/// start (so it never moves).
-pub struct AlignedBuf {
+/// Buffers of at least this many bytes live in anonymous memory maps backed by transparent
+/// huge pages, taken from and given back to a pool (`MapPool`).
+const MAPPED_MIN: usize = 1 << 20;
+/// A transparent huge page on x86-64 and arm64 with 4 KiB pages; maps are sized in these.
+const HUGE_PAGE: usize = 2 << 20;
+/// Free maps the pool keeps for reuse, in bytes; a map given back beyond this is unmapped.
+const POOL_BYTES: usize = 128 << 20;
+
+/// Big buffers (GET bodies, parts being filled, the emulator's received chunks) as anonymous
+/// maps with `MADV_HUGEPAGE`, reused. Every big buffer's bytes are later pinned by the kernel
+/// (a direct write, the FUSE reply, a socket send), and pinning a 2 MiB page is one step where
+/// 4 KiB pages are 512; reuse keeps the kernel from zeroing fresh pages for each body.
+struct MapPool {
+    free: std::sync::Mutex<Vec<memmap2::MmapMut>>,
+}
+
+static POOL: MapPool = MapPool {
+    free: std::sync::Mutex::new(Vec::new()),
+};
+
+impl MapPool {
+    /// A map of `len` bytes (a multiple of `HUGE_PAGE`): a free one, else a new one. None if
+    /// the system refuses the map (the caller then uses the heap).
+    fn take(&self, len: usize) -> Option<memmap2::MmapMut> {
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.iter()
+                .position(|m| m.len() == len)
+                .map(|i| free.swap_remove(i))
+        };
+        if reused.is_some() {
+            return reused;
+        }
+        let map = memmap2::MmapMut::map_anon(len).ok()?;
+        // Only a hint: where transparent huge pages are off the map works with small pages.
+        let _ = map.advise(memmap2::Advice::HugePage);
+        Some(map)
+    }
+
+    fn give(&self, map: memmap2::MmapMut) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let held: usize = free.iter().map(|m| m.len()).sum();
+        if held + map.len() <= POOL_BYTES {
+            free.push(map);
+        }
+    }
+}
+
+/// A pool map, back to the pool when dropped: a buffer being filled, then the owner of the
+/// `Bytes` it became (back when the last slice goes).
+struct Lent {
+    /// Always Some until dropped.
+    map: Option<memmap2::MmapMut>,
+    len: usize,
+}
+
+impl Lent {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.map.as_mut().map_or(&mut [], |m| &mut m[..])
+    }
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        self.map.as_ref().map_or(&[], |m| &m[..self.len])
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(m) = self.map.take() {
+            POOL.give(m);
+        }
+    }
+}
+
+enum Store {
     /// `buf[pad..]` are the bytes.
-    buf: Vec<u8>,
-    pad: usize,
+    Heap {
+        buf: Vec<u8>,
+        pad: usize,
+    },
+    Map(Lent),
+}
+
+/// A buffer whose bytes start at an aligned address, filled up to a capacity fixed at the
+/// start (so it never moves). From `MAPPED_MIN` up it is a pooled huge-page map.
+pub struct AlignedBuf {
+    store: Store,
     cap: usize,
 }
 
 impl AlignedBuf {
     pub fn with_capacity(cap: usize) -> Self {
+        if cap >= MAPPED_MIN {
+            if let Some(map) = POOL.take(cap.next_multiple_of(HUGE_PAGE)) {
+                return AlignedBuf {
+                    store: Store::Map(Lent {
+                        map: Some(map),
+                        len: 0,
+                    }),
+                    cap,
+                };
+            }
+        }
         let mut buf: Vec<u8> = Vec::with_capacity(cap + ALIGN);
         let pad = buf.as_ptr().align_offset(ALIGN);
         buf.resize(pad, 0);
-        AlignedBuf { buf, pad, cap }
+        AlignedBuf {
+            store: Store::Heap { buf, pad },
+            cap,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.buf.len() - self.pad
+        match &self.store {
+            Store::Heap { buf, pad } => buf.len() - pad,
+            Store::Map(lent) => lent.len,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,20 +218,36 @@ impl AlignedBuf {
     /// Appends at most `room()` bytes of `data`; returns how many.
     pub fn fill(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.room());
-        self.buf.extend_from_slice(&data[..n]);
+        match &mut self.store {
+            Store::Heap { buf, .. } => buf.extend_from_slice(&data[..n]),
+            Store::Map(lent) => {
+                let at = lent.len;
+                lent.as_mut()[at..at + n].copy_from_slice(&data[..n]);
+                lent.len += n;
+            }
+        }
         n
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[self.pad..]
+        match &self.store {
+            Store::Heap { buf, pad } => &buf[*pad..],
+            Store::Map(lent) => lent.as_ref(),
+        }
     }
 
     pub fn clear(&mut self) {
-        self.buf.truncate(self.pad);
+        match &mut self.store {
+            Store::Heap { buf, pad } => buf.truncate(*pad),
+            Store::Map(lent) => lent.len = 0,
+        }
     }
 
     /// The bytes, still at their aligned address.
     pub fn into_bytes(self) -> bytes::Bytes {
-        bytes::Bytes::from(self.buf).slice(self.pad..)
+        match self.store {
+            Store::Heap { buf, pad } => bytes::Bytes::from(buf).slice(pad..),
+            Store::Map(lent) => bytes::Bytes::from_owner(lent),
+        }
     }
 }
