@@ -285,7 +285,7 @@ run_read() {
   # The emulator's copy is read once untimed, so both sides read it from its page cache: what
   # is compared is the client side, not the emulator's disk.
   curl -sS -f -o /dev/null "$(presign GET big)"
-  local rep out t0 t1 secs c0 c1 used
+  local rep out used
   for ((rep = 1; rep <= REPEAT; rep++)); do
     out="$(curl -sS -f -o /dev/null -w '%{size_download} %{time_total}' "$(presign GET big)")"
     [[ "${out% *}" == "$big_bytes" ]] || die "curl read ${out% *} of $big_bytes bytes"
@@ -294,25 +294,34 @@ run_read() {
     used="$(cpu_of curl -sS -f -o /dev/null "$(presign GET big)")"
     record read curl_cpu_s_gib "$(per_gib "$(awk -v u="${used% *}" -v s="${used#* }" 'BEGIN { print u + s }')" "$big_bytes")"
 
-    mount_start
-    reset_hwm
-    c0="$(cpu_s "$mnt_pid")"
-    t0=$EPOCHREALTIME
-    used="$(cpu_of dd if="$mnt/big" of=/dev/null bs=1M status=none)"
-    t1=$EPOCHREALTIME
-    c1="$(cpu_s "$mnt_pid")"
-    secs="$(elapsed "$t0" "$t1")"
-    record read mount_mib_s "$(mib_s "$big_bytes" "$secs")"
-    record read mount_cpu_s_gib "$(per_gib "$(elapsed "$c0" "$c1")" "$big_bytes")"
-    record read reader_sys_s_gib "$(per_gib "${used#* }" "$big_bytes")"
-    record read rss_kib "$(hwm_kib)"
-    mount_stop
+    read_through_mount ""
+    # Reported beside it: the same read with the page cache bypassed.
+    read_through_mount dio_ --direct-io
   done
+}
+
+# One timed `dd` of the big object through a fresh mount with the given options; its metrics
+# are recorded under names starting with TAG.
+read_through_mount() {
+  local tag=$1 t0 t1 c0 c1 used
+  shift
+  mount_start "$@"
+  reset_hwm
+  c0="$(cpu_s "$mnt_pid")"
+  t0=$EPOCHREALTIME
+  used="$(cpu_of dd if="$mnt/big" of=/dev/null bs=1M status=none)"
+  t1=$EPOCHREALTIME
+  c1="$(cpu_s "$mnt_pid")"
+  record read "${tag}mount_mib_s" "$(mib_s "$big_bytes" "$(elapsed "$t0" "$t1")")"
+  record read "${tag}mount_cpu_s_gib" "$(per_gib "$(elapsed "$c0" "$c1")" "$big_bytes")"
+  record read "${tag}reader_sys_s_gib" "$(per_gib "${used#* }" "$big_bytes")"
+  record read "${tag}rss_kib" "$(hwm_kib)"
+  mount_stop
 }
 
 run_write() {
   prepare_big
-  local rep out t0 t1 key size c0 c1 e0 e1 used
+  local rep out key
   for ((rep = 1; rep <= REPEAT; rep++)); do
     cat "$tmp/big.src" >/dev/null # the source stays in the page cache for every side
 
@@ -328,27 +337,36 @@ run_write() {
     record write multipart_mib_s "$(field mib_per_s "$out")"
     delete_object "$key"
 
-    mount_start --part-size "$PART_SIZE" --max-concurrency "$CONCURRENCY"
-    mkdir -p "$mnt/write"
-    reset_hwm
-    c0="$(cpu_s "$mnt_pid")"
-    e0="$(cpu_s "$emu_pid")"
-    t0=$EPOCHREALTIME
-    # close commits
-    used="$(cpu_of dd if="$tmp/big.src" of="$mnt/write/mount-$rep" bs=1M status=none)"
-    t1=$EPOCHREALTIME
-    c1="$(cpu_s "$mnt_pid")"
-    e1="$(cpu_s "$emu_pid")"
-    record write mount_mib_s "$(mib_s "$big_bytes" "$(elapsed "$t0" "$t1")")"
-    record write mount_cpu_s_gib "$(per_gib "$(elapsed "$c0" "$c1")" "$big_bytes")"
-    record write writer_sys_s_gib "$(per_gib "${used#* }" "$big_bytes")"
-    record write emulator_cpu_s_gib "$(per_gib "$(elapsed "$e0" "$e1")" "$big_bytes")"
-    record write rss_kib "$(hwm_kib)"
-    size="$(stat -c %s "$mnt/write/mount-$rep")"
-    [[ "$size" == "$big_bytes" ]] || die "the mount stored $size of $big_bytes bytes"
-    rm "$mnt/write/mount-$rep"
-    mount_stop
+    write_through_mount "" "$rep"
+    # Reported beside it: the same write with the page cache bypassed.
+    write_through_mount dio_ "$rep" --direct-io
   done
+}
+
+# One timed `dd` of the big file into a fresh mount with the given options (close commits);
+# its metrics are recorded under names starting with TAG.
+write_through_mount() {
+  local tag=$1 rep=$2 t0 t1 c0 c1 e0 e1 used size
+  shift 2
+  mount_start --part-size "$PART_SIZE" --max-concurrency "$CONCURRENCY" "$@"
+  mkdir -p "$mnt/write"
+  reset_hwm
+  c0="$(cpu_s "$mnt_pid")"
+  e0="$(cpu_s "$emu_pid")"
+  t0=$EPOCHREALTIME
+  used="$(cpu_of dd if="$tmp/big.src" of="$mnt/write/mount-$rep" bs=1M status=none)"
+  t1=$EPOCHREALTIME
+  c1="$(cpu_s "$mnt_pid")"
+  e1="$(cpu_s "$emu_pid")"
+  record write "${tag}mount_mib_s" "$(mib_s "$big_bytes" "$(elapsed "$t0" "$t1")")"
+  record write "${tag}mount_cpu_s_gib" "$(per_gib "$(elapsed "$c0" "$c1")" "$big_bytes")"
+  record write "${tag}writer_sys_s_gib" "$(per_gib "${used#* }" "$big_bytes")"
+  record write "${tag}emulator_cpu_s_gib" "$(per_gib "$(elapsed "$e0" "$e1")" "$big_bytes")"
+  record write "${tag}rss_kib" "$(hwm_kib)"
+  size="$(stat -c %s "$mnt/write/mount-$rep")"
+  [[ "$size" == "$big_bytes" ]] || die "the mount stored $size of $big_bytes bytes"
+  rm "$mnt/write/mount-$rep"
+  mount_stop
 }
 
 run_ttfb() {
@@ -637,6 +655,12 @@ if "read" in raw:
                  med("read", "reader_sys_s_gib"))
     row("read CPU of the mount", c, f"{c:.2f} s/GiB", None,
         f"curl {cc:.2f}, dd's sys {rs:.2f} s/GiB", "abs_lower", 0.6, peak_mib("read"))
+    if "dio_mount_mib_s" in raw["read"]:
+        m, c = med("read", "dio_mount_mib_s"), med("read", "dio_mount_cpu_s_gib")
+        rs = med("read", "dio_reader_sys_s_gib")
+        row("read (seq, cold, --direct-io)", m, f"{m:.0f} MiB/s", b, f"curl {b:.0f} MiB/s",
+            None, None, peak_mib("read", "dio_rss_kib"),
+            f"reported: mount CPU {c:.2f} s/GiB, dd's sys {rs:.2f}")
 if "write" in raw:
     m = med("write", "mount_mib_s")
     c, mp = med("write", "curl_mib_s"), med("write", "multipart_mib_s")
@@ -650,6 +674,13 @@ if "write" in raw:
                  med("write", "emulator_cpu_s_gib"))
     row("write CPU of the mount", c, f"{c:.2f} s/GiB", None,
         f"dd's sys {ws:.2f}, emulator {ec:.2f} s/GiB", "abs_lower", 0.6, rss)
+    if "dio_mount_mib_s" in raw["write"]:
+        m, dc = med("write", "dio_mount_mib_s"), med("write", "dio_mount_cpu_s_gib")
+        ws = med("write", "dio_writer_sys_s_gib")
+        row("write (seq, incl. close, --direct-io)", m, f"{m:.0f} MiB/s", b,
+            f"curl -T {med('write', 'curl_mib_s'):.0f} / multipart {mp:.0f} MiB/s", None, None,
+            peak_mib("write", "dio_rss_kib"),
+            f"reported: mount CPU {dc:.2f} s/GiB, dd's sys {ws:.2f}")
 if "ttfb" in raw:
     m, b = med("ttfb", "mount_s"), med("ttfb", "curl_s")
     row("ttfb (fresh mount)", m, f"{m * 1000:.2f} ms", b, f"curl {b * 1000:.2f} ms", "lower", 1.5,

@@ -425,7 +425,9 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
                     } else {
                         FopenFlags::FOPEN_NOFLUSH
                     };
-                    let f = if o.keep_cache {
+                    let f = if fs.config().direct_io {
+                        noflush | FopenFlags::FOPEN_DIRECT_IO
+                    } else if o.keep_cache {
                         noflush | FopenFlags::FOPEN_KEEP_CACHE
                     } else {
                         noflush
@@ -487,7 +489,11 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
                     Generation(0),
                     FileHandle(o.fh),
                     // A writable descriptor is never passthrough.
-                    FopenFlags::empty(),
+                    if fs.config().direct_io {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else {
+                        FopenFlags::empty()
+                    },
                 ),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -403,3 +403,67 @@ fn a_cosfs_fstab_line_mounts_with_its_type_changed_to_fuse_cosmount() {
     m.unmount();
     wait_gone(&daemon);
 }
+
+/// GETs the emulator served while `f` ran.
+fn gets_during(emu: &TestEmulator, f: impl FnOnce()) -> u64 {
+    let before = emu.op_count("get");
+    f();
+    emu.op_count("get") - before
+}
+
+#[test]
+fn direct_io_keeps_files_out_of_the_page_cache_and_still_reads_writes_and_maps_them() {
+    let emu = TestEmulator::start();
+    let data = pattern(6 << 20, 41);
+    runtime()
+        .block_on(emu.client().put_object(PutObject::new(
+            "big.bin",
+            Body::Bytes(Bytes::from(data.clone())),
+        )))
+        .unwrap();
+    let read_twice = |m: &Mount| -> (u64, u64) {
+        let read = || assert!(std::fs::read(m.join("big.bin")).unwrap() == data);
+        (gets_during(&emu, read), gets_during(&emu, read))
+    };
+    // By default the second read of an unchanged file comes from the kernel's page cache.
+    let (first, second) = read_twice(&Mount::start(&emu, &[]));
+    assert!(first >= 1, "the first read sent no GET");
+    assert_eq!(second, 0, "without direct_io the second read reached COS");
+    // libfuse's option, as a cosfs fstab line spells it: every read reaches cosmount.
+    let m = Mount::start(&emu, &["-o", "direct_io"]);
+    let (first, second) = read_twice(&m);
+    assert!(
+        first >= 1 && second >= 1,
+        "direct_io reads: {first} then {second} GETs"
+    );
+
+    // Writes: a multipart file from dd, and appends from several processes to one log.
+    let (ok, out) = sh_status(
+        m.path(),
+        "head -c 20971520 /dev/urandom > src.bin && dd if=src.bin of=copy.bin bs=1M status=none \
+         && cmp src.bin copy.bin && \
+         for p in 1 2 3 4; do (for i in $(seq 50); do echo \"$p $i\" >> log; done) & done; wait",
+    );
+    assert!(ok, "{out}");
+    let log = std::fs::read_to_string(m.join("log")).unwrap();
+    assert_eq!(
+        log.lines().count(),
+        200,
+        "appends lost with direct_io:\n{log}"
+    );
+    let src = std::fs::read(m.join("src.bin")).unwrap();
+    let stored = runtime()
+        .block_on(emu.client().get_object_bytes(GetObject::new("copy.bin")))
+        .unwrap()
+        .1;
+    assert!(stored == src, "copy.bin on COS differs from what dd wrote");
+
+    // A map of a direct-I/O file still reads its bytes.
+    let (ok, out) = sh_status(
+        m.path(),
+        "python3 -c 'import mmap,sys; f=open(\"big.bin\",\"rb\"); \
+         m=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ); sys.stdout.write(str(m[5<<20:(5<<20)+8].hex()))'",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), hex::encode(&data[5 << 20..(5 << 20) + 8]));
+}

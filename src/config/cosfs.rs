@@ -95,10 +95,6 @@ const COVERED: &[(&str, &str)] = &[
     ),
     ("kernel_cache", PAGE_CACHE),
     ("auto_cache", PAGE_CACHE),
-    (
-        "direct_io",
-        "cosmount keeps a file's page cache only while the object's ETag is unchanged",
-    ),
     ("attr_timeout", ATTR_TIMEOUT),
     (
         "entry_timeout",

@@ -80,6 +80,8 @@ pub struct FsConfig {
     /// Trust listings alone: no HEAD per listed entry, so modes, owners and symlinks of
     /// objects not looked up yet show defaults (`--fast-listing`).
     pub fast_listing: bool,
+    /// Files bypass the kernel's page cache (`--direct-io`), except passthrough ones.
+    pub direct_io: bool,
     /// Extended attributes are stored (`x-cos-meta-xattr`); off with `--no-xattr` (ENOTSUP).
     pub xattrs: bool,
     /// Read files the data cache holds whole by FUSE passthrough, where the kernel can.
@@ -112,6 +114,7 @@ impl Default for FsConfig {
             cache_dir: std::env::temp_dir().join("cosmount"),
             read_only: false,
             fast_listing: false,
+            direct_io: false,
             xattrs: true,
             passthrough: true,
             files_ahead: true,
