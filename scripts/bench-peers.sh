@@ -23,7 +23,8 @@
 #   PEERS_REPEAT [3]     PEERS_LATENCY_MS [10]      PEERS_CLIENTS [cosmount s3fs rclone]
 #   PEERS_CLIENTS may also name cosmount-cached: cosmount with the consistency rclone has by
 #   default (its 5-minute directory cache: --metadata-ttl, --negative-ttl and --listing-ttl of
-#   5m), shown with its own ratio to the best peer.
+#   5m), shown with its own ratio to the best peer; and cosmount-dio: cosmount with --direct-io
+#   (mountpoint-s3 bypasses the page cache too unless it caches).
 #   BENCH_SKIP_BUILD=1   do not run cargo build
 # Needs root (page cache drops, mounts), fuse3, s3fs, rclone, curl, python3; SeaweedFS comes from
 # PyPI through scripts/weed-venv.sh.
@@ -31,7 +32,7 @@
 set -euo pipefail
 export LC_ALL=C
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 latencies=()
 for arg in "$@"; do
   case "$arg" in
@@ -219,11 +220,14 @@ mount_client() {
   client="$1"
   local url="http://127.0.0.1:$2"
   case "$client" in
-    cosmount | cosmount-cached)
-      local cached=()
-      [[ "$client" == cosmount-cached ]] && cached=(--metadata-ttl 5m --negative-ttl 5m --listing-ttl 5m)
+    cosmount | cosmount-cached | cosmount-dio)
+      local extra=()
+      case "$client" in
+        cosmount-cached) extra=(--metadata-ttl 5m --negative-ttl 5m --listing-ttl 5m) ;;
+        cosmount-dio) extra=(--direct-io) ;;
+      esac
       "$cosmount" --api s3 --endpoint "$url" "$bucket" "$mnt" -f --cache-dir "$tmp/cache" \
-        "${cached[@]}" </dev/null >"$tmp/client.log" 2>&1 &
+        "${extra[@]}" </dev/null >"$tmp/client.log" 2>&1 &
       ;;
     s3fs)
       printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$tmp/passwd-s3fs"
