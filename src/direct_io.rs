@@ -90,7 +90,7 @@ pub fn write_most_direct(
 const MAPPED_MIN: usize = 1 << 20;
 /// A transparent huge page on x86-64 and arm64 with 4 KiB pages; maps are sized in these.
 const HUGE_PAGE: usize = 2 << 20;
-/// Free maps the pool keeps for reuse, in bytes; a map given back beyond this is unmapped.
+/// Free maps the pool keeps for reuse, in bytes; beyond this the oldest are unmapped.
 const POOL_BYTES: usize = 128 << 20;
 
 /// Big buffers (GET bodies, parts being filled, the emulator's received chunks) as anonymous
@@ -124,12 +124,18 @@ impl MapPool {
         Some(map)
     }
 
+    /// Keeps `map` for reuse; the maps given longest ago make room for it (so a pool full of a
+    /// size no longer asked for does not stop the sizes in use from being kept).
     fn give(&self, map: memmap2::MmapMut) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        let held: usize = free.iter().map(|m| m.len()).sum();
-        if held + map.len() <= POOL_BYTES {
-            free.push(map);
+        if map.len() > POOL_BYTES {
+            return;
         }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held: usize = free.iter().map(|m| m.len()).sum();
+        while held + map.len() > POOL_BYTES {
+            held -= free.remove(0).len();
+        }
+        free.push(map);
     }
 }
 
@@ -249,5 +255,51 @@ impl AlignedBuf {
             Store::Heap { buf, pad } => bytes::Bytes::from(buf).slice(pad..),
             Store::Map(lent) => bytes::Bytes::from_owner(lent),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill_in_pieces(cap: usize, seed: usize) -> (AlignedBuf, Vec<u8>) {
+        let data: Vec<u8> = (0..cap).map(|i| ((i + seed) * 7 % 251) as u8).collect();
+        let mut buf = AlignedBuf::with_capacity(cap);
+        assert!(buf.is_empty());
+        for piece in data.chunks(100_003) {
+            assert_eq!(buf.fill(piece), piece.len());
+        }
+        assert_eq!(buf.room(), 0);
+        assert_eq!(buf.fill(b"more"), 0, "a full buffer took more bytes");
+        (buf, data)
+    }
+
+    #[test]
+    fn small_and_mapped_buffers_hold_what_was_filled_at_an_aligned_address() {
+        for cap in [10_000, MAPPED_MIN, 3 << 20, 8 << 20] {
+            let (buf, data) = fill_in_pieces(cap, 0);
+            assert!(buf.bytes() == data.as_slice(), "cap {cap}");
+            assert_eq!(buf.bytes().as_ptr() as usize % ALIGN, 0, "cap {cap}");
+            let bytes = buf.into_bytes();
+            assert!(bytes == data, "cap {cap}");
+            assert_eq!(bytes.as_ptr() as usize % ALIGN, 0, "cap {cap}");
+        }
+    }
+
+    #[test]
+    fn a_reused_map_starts_empty_and_outlives_no_slice() {
+        let (buf, data) = fill_in_pieces(4 << 20, 0);
+        let slice = buf.into_bytes().slice(1000..2000);
+        // The map is still lent (a slice holds it): a new buffer cannot be handed the same one.
+        let (again, _) = fill_in_pieces(4 << 20, 1);
+        assert!(slice == data[1000..2000], "a live slice was overwritten");
+        drop(again);
+        drop(slice);
+        let mut reused = AlignedBuf::with_capacity(4 << 20);
+        assert!(reused.is_empty() && reused.bytes().is_empty());
+        reused.fill(b"fresh");
+        assert_eq!(reused.bytes(), b"fresh");
+        reused.clear();
+        assert!(reused.is_empty());
     }
 }
