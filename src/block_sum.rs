@@ -11,6 +11,12 @@ pub fn xxh3(bytes: &[u8]) -> u64 {
     XxHash3_64::oneshot(bytes)
 }
 
+/// The checksums of `bytes`' consecutive pieces of `piece` bytes (the last may be shorter):
+/// what `PieceSums` gives for a body it is fed whole.
+pub fn of_pieces(bytes: &[u8], piece: usize) -> Vec<u64> {
+    bytes.chunks(piece).map(xxh3).collect()
+}
+
 /// The checksums of consecutive pieces of `piece` bytes of a stream (the last may be shorter),
 /// fed in chunks of any size.
 pub struct PieceSums {
@@ -66,7 +72,8 @@ mod tests {
     #[test]
     fn sums_fed_in_any_chunks_are_those_of_each_piece() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-        let whole: Vec<u64> = data.chunks(4096).map(xxh3).collect();
+        let whole = of_pieces(&data, 4096);
+        assert_eq!(whole, data.chunks(4096).map(xxh3).collect::<Vec<_>>());
         assert_eq!(whole.len(), 3);
         for chunk in [1, 100, 4095, 4096, 4097, 9999, 10_000] {
             let mut s = PieceSums::new(4096);

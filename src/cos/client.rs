@@ -504,7 +504,7 @@ pub trait ObjectClient: Send + Sync + 'static {
         piece: usize,
     ) -> Result<(ObjectInfo, Bytes, Vec<u64>), CosError> {
         let (info, body) = self.get_object_bytes(req).await?;
-        let sums = body.chunks(piece).map(crate::block_sum::xxh3).collect();
+        let sums = crate::block_sum::of_pieces(&body, piece);
         Ok((info, body, sums))
     }
     async fn put_object(&self, req: PutObject) -> Result<PutOutput, CosError>;
@@ -1352,9 +1352,7 @@ async fn read_body(
 ) -> Result<(Bytes, Vec<u64>), CosError> {
     if expected < ALIGNED_BODY {
         let body = resp.bytes().await.map_err(CosError::from_reqwest)?;
-        let sums = piece.map_or_else(Vec::new, |p| {
-            body.chunks(p).map(crate::block_sum::xxh3).collect()
-        });
+        let sums = piece.map_or_else(Vec::new, |p| crate::block_sum::of_pieces(&body, p));
         return Ok((body, sums));
     }
     let mut buf = crate::direct_io::AlignedBuf::with_capacity(expected as usize);

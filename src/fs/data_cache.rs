@@ -200,8 +200,8 @@ struct Index {
 /// bounds memory).
 const QUEUE: usize = 16;
 
-/// Bytes of an object to store: key, ETag, size, offset, the bytes.
-/// Bytes to store, with their pieces' checksums if known (`put_summed`).
+/// Bytes of an object to store: key, ETag, size, offset, the bytes, and the checksums of its
+/// blocks if known (`put_summed`; empty if not).
 type Job = (String, String, u64, u64, Bytes, Vec<u64>);
 
 pub struct DataCache {
