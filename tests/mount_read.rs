@@ -358,6 +358,61 @@ fn the_negative_cache_answers_repeated_misses_without_requests() {
     assert_eq!(std::fs::read(m.join("missing")).unwrap(), b"now here");
 }
 
+/// With `--fast-listing` a listing is trusted alone: `ls -l` (which asks every entry for its
+/// SELinux label and ACL) and `getfattr` of the listed entries send no HEAD; they show the
+/// mount's default mode and no extended attributes until the metadata TTL passes. By default
+/// each entry costs one HEAD, and shows its own mode and attributes.
+#[test]
+fn with_fast_listing_ls_l_and_getfattr_of_a_listing_send_no_head() {
+    let emu = TestEmulator::start();
+    let c = emu.client();
+    // Mode 0600 and the attribute user.k = "v", as s3fs encodes it.
+    let xattr = "%7B%22user.k%22%3A%22dg%3D%3D%22%7D";
+    for i in 0..40 {
+        put(
+            &c,
+            &format!("d/f{i:02}"),
+            b"x",
+            &[("mode", "33152"), ("xattr", xattr)],
+        );
+    }
+    for fast in [true, false] {
+        let mut args = vec!["--metadata-ttl", "1h"];
+        if fast {
+            args.push("--fast-listing");
+        }
+        let m = Mount::start(&emu, &args);
+        std::fs::metadata(m.join("d")).unwrap();
+        let (heads, lists) = (emu.op_count("head"), emu.op_count("list"));
+        let ls = sh(m.path(), "ls -l d");
+        let attrs = sh(m.path(), "getfattr -d -m - d/*");
+        // Two listings: `ls`, then the shell's glob (every readdir lists by default).
+        let (heads, lists) = (emu.op_count("head") - heads, emu.op_count("list") - lists);
+        let private = ls.lines().filter(|l| l.starts_with("-rw------- ")).count();
+        let with_k = attrs.lines().filter(|l| *l == "user.k=\"v\"").count();
+        if fast {
+            assert_eq!(
+                (heads, lists),
+                (0, 2),
+                "HEADs and LISTs of ls -l and getfattr"
+            );
+            assert_eq!(
+                (private, with_k),
+                (0, 0),
+                "listed entries show the defaults:\n{ls}"
+            );
+            assert_eq!(ls.lines().filter(|l| l.starts_with('-')).count(), 40);
+        } else {
+            assert_eq!(
+                (heads, lists),
+                (40, 2),
+                "HEADs and LISTs of ls -l and getfattr"
+            );
+            assert_eq!((private, with_k), (40, 40), "{ls}{attrs}");
+        }
+    }
+}
+
 /// With listings reused (`--listing-ttl`), removing a tree this mount made sends no LIST:
 /// whether a directory is empty comes from its fresh listing, which the mount's own creates
 /// and removals keep up to date, and a name left in it still makes `rmdir` fail with

@@ -213,9 +213,16 @@ impl Filesystem {
         }
         let key = self.key_of(ino)?;
         let stat = match self.resolve(&key).await? {
-            // A listing does not carry user metadata: HEAD for it.
-            Some(Stat::File(f)) if f.meta.is_none() => self.file_stat(&key).await?,
-            Some(Stat::Dir(d)) if !d.probed => Some(self.dir_stat(&key).await?),
+            // A listing does not carry user metadata: HEAD for it, unless the mount trusts
+            // listings (`--fast-listing`), as it does for modes and owners until the entry's
+            // metadata TTL passes. Otherwise `ls -l`, which asks every entry for its SELinux
+            // label and ACL, would send one HEAD per entry, one after the other.
+            Some(Stat::File(f)) if f.meta.is_none() && !self.cfg.fast_listing => {
+                self.file_stat(&key).await?
+            }
+            Some(Stat::Dir(d)) if !d.probed && !self.cfg.fast_listing => {
+                Some(self.dir_stat(&key).await?)
+            }
             other => other,
         };
         let meta = match stat {
