@@ -132,6 +132,17 @@ impl From<&Attr> for FileAttr {
 
 /// The caller of a create-type request. The mode comes unmasked (`FUSE_DONT_MASK`): the core
 /// applies the umask, unless the directory has a default ACL.
+/// Whether a descriptor bypasses the kernel's page cache (`FOPEN_DIRECT_IO`): with
+/// `--direct-io`, and always for one that only writes. Its pages would serve no read: it cannot
+/// read or be mapped, and the next open of a file changed since drops the file's cached pages.
+/// Copying each write into new page-cache pages is what costs most in a write through the
+/// mount: `dd` writing 1 GiB spent 3.06 s of system time that way on these VMs, 0.10 s direct.
+/// The kernel keeps other descriptors' cached pages right: a direct write drops the pages of
+/// the range it writes.
+fn direct_io(config: &crate::fs::FsConfig, mode: &OpenMode) -> bool {
+    config.direct_io || (mode.write && !mode.read)
+}
+
 fn caller(req: &Request, umask: u32) -> Caller {
     Caller {
         uid: req.uid(),
@@ -167,6 +178,7 @@ fn open_mode(flags: i32, req: &Request) -> OpenMode {
         append: flags & libc::O_APPEND != 0,
         exec: flags & FMODE_EXEC != 0,
         caller: Some(req.pid()),
+        drops_setid: req.uid() != 0,
     }
 }
 
@@ -425,7 +437,7 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
                     } else {
                         FopenFlags::FOPEN_NOFLUSH
                     };
-                    let f = if fs.config().direct_io {
+                    let f = if direct_io(fs.config(), &mode) {
                         noflush | FopenFlags::FOPEN_DIRECT_IO
                     } else if o.keep_cache {
                         noflush | FopenFlags::FOPEN_KEEP_CACHE
@@ -489,7 +501,7 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
                     Generation(0),
                     FileHandle(o.fh),
                     // A writable descriptor is never passthrough.
-                    if fs.config().direct_io {
+                    if direct_io(fs.config(), &mode_flags) {
                         FopenFlags::FOPEN_DIRECT_IO
                     } else {
                         FopenFlags::empty()
@@ -535,13 +547,23 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let notifier = self.notifier.clone();
         let answer = move |reply: ReplyWrite, w: Written| {
+            if w.setid_dropped
+                && let Some(n) = notifier.get()
+            {
+                // Before the answer, so that no stat or exec after this write sees the old
+                // mode. Attributes only (a negative offset): no page, so no lock the kernel
+                // holds for this write, is waited for.
+                if let Err(e) = n.inval_inode(ino, -1, 0) {
+                    log::debug!("invalidating the attributes of inode {}: {e}", ino.0);
+                }
+            }
             reply.written(w.len);
             if w.moved
                 && let Some(n) = notifier.get().cloned()
@@ -558,7 +580,10 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
         };
         // Most writes of a file being written from start to end go into the part being filled
         // at once, from fuser's buffer; the others get a copy of their bytes to take along.
-        if let Some(w) = self.fs.write_now(fh.0, offset, data) {
+        // The kernel clears set-ID bits itself for writes through its page cache, and asks us
+        // to for the others (direct I/O) when the writer lacks CAP_FSETID.
+        let drop_setid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        if let Some(w) = self.fs.write_now(fh.0, offset, data, drop_setid) {
             let _runtime = self.rt.enter();
             answer(reply, w);
             return;
@@ -566,7 +591,7 @@ impl<F: Operations> fuser::Filesystem for FuseAdapter<F> {
         let fs = self.fs.clone();
         let data = bytes::Bytes::copy_from_slice(data);
         self.run(async move {
-            match fs.write(fh.0, offset, data).await {
+            match fs.write(fh.0, offset, data, drop_setid).await {
                 Ok(w) => answer(reply, w),
                 Err(e) => reply.error(errno(&e)),
             }

@@ -142,7 +142,9 @@ fn the_core_creates_lists_and_reads_without_a_kernel() {
             .unwrap();
         assert_eq!(attr.perm, 0o640);
         let fh = fh.fh;
-        fs.write(fh, 0, Bytes::from_static(b"hello")).await.unwrap();
+        fs.write(fh, 0, Bytes::from_static(b"hello"), false)
+            .await
+            .unwrap();
         fs.flush(fh, None).await.unwrap();
         fs.release(fh).await.unwrap();
         let fh = fs.opendir(d.ino).await.unwrap();
@@ -206,11 +208,13 @@ fn writes_at_the_end_are_done_at_once_and_the_others_are_left_to_write() {
         let (mut now, mut later) = (0, 0);
         for (i, c) in data.chunks(chunk).enumerate() {
             let at = (i * chunk) as u64;
-            if let Some(w) = fs.write_now(fh, at, c) {
+            if let Some(w) = fs.write_now(fh, at, c, false) {
                 assert_eq!((w.len as usize, w.moved), (c.len(), false));
                 now += 1;
             } else {
-                fs.write(fh, at, Bytes::copy_from_slice(c)).await.unwrap();
+                fs.write(fh, at, Bytes::copy_from_slice(c), false)
+                    .await
+                    .unwrap();
                 later += 1;
             }
         }
@@ -219,10 +223,10 @@ fn writes_at_the_end_are_done_at_once_and_the_others_are_left_to_write() {
             "{now} writes done at once, {later} left to write"
         );
         assert!(
-            fs.write_now(fh, 4096, b"xyz").is_none(),
+            fs.write_now(fh, 4096, b"xyz", false).is_none(),
             "a write before the end is not done at once"
         );
-        fs.write(fh, 4096, Bytes::from_static(b"xyz"))
+        fs.write(fh, 4096, Bytes::from_static(b"xyz"), false)
             .await
             .unwrap();
         data[4096..4099].copy_from_slice(b"xyz");
@@ -506,7 +510,7 @@ fn an_open_for_writing_waits_for_releases_on_their_way() {
             .create(ROOT_INO, "prog", 0o755, write, Caller::default())
             .await
             .unwrap();
-        fs.write(made.fh, 0, Bytes::from_static(b"#!/bin/sh\n"))
+        fs.write(made.fh, 0, Bytes::from_static(b"#!/bin/sh\n"), false)
             .await
             .unwrap();
         fs.release(made.fh).await.unwrap();

@@ -404,3 +404,45 @@ fn a_child_closing_an_inherited_descriptor_does_not_publish_a_partial_file() {
     drop(f);
     assert_eq!(remote(&c, "growing").unwrap(), b"first half, second half");
 }
+
+/// A change of content by a user who may not keep set-ID bits clears them, as on a local file
+/// system: a write through the kernel's page cache (a read-write descriptor, where the kernel
+/// clears them), a write-only descriptor's write (direct I/O, where the kernel asks the mount
+/// to), and a truncation at open. The set-group-ID bit of a file without group execute stays,
+/// and root keeps both. What `stat` shows at once is what COS stores.
+#[test]
+fn a_write_by_another_user_clears_set_id_bits() {
+    let emu = TestEmulator::start();
+    let client = emu.client();
+    // allow_other: the writer is another user.
+    let m = Mount::start(&emu, &["--allow-other"]);
+    let stored = || {
+        let info = runtime().block_on(client.head_object("f")).unwrap();
+        let mode: u32 = info.user["mode"].parse().unwrap();
+        format!("{:o}", mode & 0o7777)
+    };
+    let cases = [
+        ("a write-only descriptor", "6777", "echo x >> f", "777"),
+        (
+            "a read-write descriptor",
+            "6777",
+            "exec 3<>f; echo x >&3",
+            "777",
+        ),
+        ("a truncation at open", "6777", ": > f", "777"),
+        ("no group execute", "2767", "echo x >> f", "2767"),
+    ];
+    for (how, before, cmd, after) in cases {
+        sh(m.path(), &format!("echo hi > f && chmod {before} f"));
+        sh(m.path(), &format!("su nobody -s /bin/sh -c '{cmd}'"));
+        assert_eq!(sh(m.path(), "stat -c %a f").trim(), after, "{how}: stat");
+        assert_eq!(stored(), after, "{how}: stored");
+    }
+    sh(m.path(), "chmod 6777 f && echo y >> f && : > f");
+    assert_eq!(
+        sh(m.path(), "stat -c %a f").trim(),
+        "6777",
+        "root keeps them"
+    );
+    assert_eq!(stored(), "6777");
+}

@@ -557,3 +557,84 @@ fn times_are_kept_and_move_as_posix_says() {
         "ctime stored: {head}"
     );
 }
+
+/// Pages of `f` in the kernel's page cache (cachestat(2), Linux 6.5+).
+fn cached_pages(f: &std::fs::File) -> u64 {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range = Range { off: 0, len: 0 };
+    let mut st = Stat::default();
+    // SAFETY: both structs are the kernel's layout and live across the call.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            f.as_raw_fd(),
+            &range as *const Range,
+            &mut st as *mut Stat,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "cachestat: {}", std::io::Error::last_os_error());
+    st.nr_cache
+}
+
+/// A descriptor that only writes bypasses the kernel's page cache (its pages would serve no
+/// read), and a reader of the same file holding cached pages still reads what it wrote at
+/// once: the kernel drops the pages a direct write covers. A read-write descriptor writes
+/// through the page cache as before.
+#[test]
+fn a_write_only_descriptor_leaves_no_pages_and_readers_see_its_writes() {
+    let emu = TestEmulator::start();
+    let m = Mount::start(&emu, &[]);
+    let old = pattern(1 << 20, 61);
+    let new = pattern(1 << 20, 62);
+    std::fs::write(m.join("f"), &old).unwrap();
+    for read_write in [false, true] {
+        let mut w = std::fs::OpenOptions::new()
+            .read(read_write)
+            .write(true)
+            .open(m.join("f"))
+            .unwrap();
+        let mut r = std::fs::File::open(m.join("f")).unwrap();
+        let mut seen = Vec::new();
+        r.read_to_end(&mut seen).unwrap();
+        let expected = if read_write { &new } else { &old };
+        assert!(&seen == expected);
+        assert_eq!(cached_pages(&r), 256, "the reader's pages are cached");
+        let written = if read_write { &old } else { &new };
+        w.write_all(written).unwrap();
+        let pages = cached_pages(&r);
+        if read_write {
+            assert_eq!(
+                pages, 256,
+                "a read-write descriptor writes through the page cache"
+            );
+        } else {
+            assert_eq!(
+                pages, 0,
+                "a write-only descriptor's write left pages cached"
+            );
+        }
+        let mut again = vec![0; 1 << 20];
+        r.seek(SeekFrom::Start(0)).unwrap();
+        r.read_exact(&mut again).unwrap();
+        assert!(&again == written, "the reader sees the write at once");
+        drop(w);
+        assert!(std::fs::read(m.join("f")).unwrap() == *written);
+    }
+    assert!(stored(&emu, "f") == old);
+}

@@ -272,9 +272,29 @@ pub fn mode_bits(kind: Kind, perm: u16) -> u32 {
     kind.type_bits() | (perm as u32 & 0o7777)
 }
 
+/// `mode` after a change of content by a process that may not keep set-ID bits (without
+/// CAP_FSETID), as Linux file systems do it: the set-user-ID bit goes, and the set-group-ID bit
+/// of a group-executable file (without group execute it marks mandatory locking, and stays).
+pub fn without_setid(mode: u32) -> u32 {
+    let mut m = mode & !libc::S_ISUID;
+    if m & libc::S_IXGRP != 0 {
+        m &= !libc::S_ISGID;
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_of_content_clears_set_id_bits_as_linux_does() {
+        assert_eq!(without_setid(0o106755), 0o100755);
+        assert_eq!(without_setid(0o104755), 0o100755);
+        // Set-group-ID without group execute marks mandatory locking: it stays.
+        assert_eq!(without_setid(0o102745), 0o102745);
+        assert_eq!(without_setid(0o100644), 0o100644);
+    }
 
     #[test]
     fn cosfs_metadata_round_trips() {

@@ -45,6 +45,9 @@ pub struct Written {
     /// idea of the size was old (another mount appended). Its cached pages and attributes of
     /// the file must be dropped.
     pub moved: bool,
+    /// The write cleared the file's set-ID bits (see `write`): the kernel's attributes of the
+    /// file must be dropped before the writer goes on.
+    pub setid_dropped: bool,
 }
 
 impl Filesystem {
@@ -197,10 +200,7 @@ impl Filesystem {
         } else {
             file.state.lock().await
         };
-        let opened = match self
-            .open_state(&file, &mut st, &key, writable, mode.truncate)
-            .await
-        {
+        let opened = match self.open_state(&file, &mut st, &key, &mode).await {
             Ok(()) if !writable && st.passthrough_of_older_version() => {
                 // The object changed under descriptors that read the old version by
                 // passthrough. Their inode leaves the name (they keep reading it, as after a
@@ -268,11 +268,13 @@ impl Filesystem {
         file: &OpenFile,
         st: &mut FileState,
         key: &str,
-        writable: bool,
-        truncate: bool,
+        mode: &OpenMode,
     ) -> FsResult<()> {
-        if writable {
-            self.ensure_writer(file, st, key, truncate).await?;
+        if mode.writable() {
+            let w = self.ensure_writer(file, st, key, mode.truncate).await?;
+            if mode.truncate && mode.drops_setid {
+                w.drop_setid_bits();
+            }
             return Ok(());
         }
         if st.writer.is_some() || file.view().local {
@@ -522,25 +524,42 @@ impl Filesystem {
         Some(new)
     }
 
-    pub async fn write(&self, fh: u64, offset: u64, data: Bytes) -> FsResult<Written> {
+    /// Writes `data` at `offset` (at the end for O_APPEND). `drop_setid`: the writer may not
+    /// keep the file's set-ID bits (the kernel's FUSE_WRITE_KILL_SUIDGID, sent with writes it
+    /// does not pass through its page cache), so they are cleared.
+    pub async fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+        drop_setid: bool,
+    ) -> FsResult<Written> {
         let h = self.file_handle(fh)?;
         h.set_flushed(false);
         let len = data.len() as u32;
         let mut st = h.file.state.lock().await;
         let w = st.writer.as_mut().ok_or(FsError::BadHandle)?;
+        let setid_dropped = drop_setid && w.drop_setid_bits();
         let at = write_position(&h, w, offset);
         w.write(at, data).await?;
         h.file.sync_view(&st);
         Ok(Written {
             len,
             moved: at != offset,
+            setid_dropped,
         })
     }
 
     /// `write`, done at once from the caller's buffer when it can be without waiting: the
     /// file's state is free and the bytes go whole into the part being filled
     /// (`WriteHandle::write_into_tail`). `None`: call `write` (with a copy of the bytes).
-    pub fn write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<Written> {
+    pub fn write_now(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        drop_setid: bool,
+    ) -> Option<Written> {
         let h = self.file_handle(fh).ok()?;
         let mut st = h.file.state.try_lock().ok()?;
         let w = st.writer.as_mut()?;
@@ -548,11 +567,13 @@ impl Filesystem {
         if !w.write_into_tail(at, data) {
             return None;
         }
+        let setid_dropped = drop_setid && w.drop_setid_bits();
         h.set_flushed(false);
         h.file.sync_view(&st);
         Some(Written {
             len: data.len() as u32,
             moved: at != offset,
+            setid_dropped,
         })
     }
 

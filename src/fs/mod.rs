@@ -137,6 +137,10 @@ pub struct OpenMode {
     /// The opening thread's id as the kernel reports it (to tell its process's closes from
     /// those of children that inherited the descriptor; see `flush`).
     pub caller: Option<u32>,
+    /// The caller may not keep set-ID bits (not root: uid 0 stands for CAP_FSETID), so a
+    /// truncation at open clears them, as on a local file system. The kernel leaves that to
+    /// the file system when the open itself truncates (atomic O_TRUNC).
+    pub drops_setid: bool,
 }
 
 impl OpenMode {

@@ -68,7 +68,7 @@ operations! {
         /// Passthrough is on (the kernel took it) or off (registering a file failed).
         fn set_passthrough(&self, on: bool);
         /// `write`, when it can be done at once from the caller's buffer; `None`: call `write`.
-        fn write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<Written>;
+        fn write_now(&self, fh: u64, offset: u64, data: &[u8], drop_setid: bool) -> Option<Written>;
     }
     awaited {
         fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr>;
@@ -105,7 +105,7 @@ operations! {
             caller: Caller
         ) -> FsResult<(Attr, Opened)>;
         fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes>;
-        fn write(&self, fh: u64, offset: u64, data: Bytes) -> FsResult<Written>;
+        fn write(&self, fh: u64, offset: u64, data: Bytes, drop_setid: bool) -> FsResult<Written>;
         fn flush(&self, fh: u64, caller: Option<u32>) -> FsResult<()>;
         fn fsync(&self, fh: u64) -> FsResult<()>;
         fn release(&self, fh: u64) -> FsResult<()>;

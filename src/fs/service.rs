@@ -395,9 +395,9 @@ impl Operations for Service {
 
     fn set_passthrough(&self, _on: bool) {}
 
-    fn write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<Written> {
+    fn write_now(&self, fh: u64, offset: u64, data: &[u8], drop_setid: bool) -> Option<Written> {
         let (_, local, fs) = self.route(fh).ok()?;
-        fs.write_now(local, offset, data)
+        fs.write_now(local, offset, data, drop_setid)
     }
 
     async fn lookup(&self, parent: Ino, name: &str) -> FsResult<Attr> {
@@ -584,9 +584,15 @@ impl Operations for Service {
         fs.read(local, offset, size).await
     }
 
-    async fn write(&self, fh: u64, offset: u64, data: Bytes) -> FsResult<Written> {
+    async fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+        drop_setid: bool,
+    ) -> FsResult<Written> {
         let (_, local, fs) = self.route(fh)?;
-        fs.write(local, offset, data).await
+        fs.write(local, offset, data, drop_setid).await
     }
 
     async fn flush(&self, fh: u64, caller: Option<u32>) -> FsResult<()> {

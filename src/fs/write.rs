@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::attrs::MetaAttrs;
+use super::attrs::{MetaAttrs, without_setid};
 use super::error::{FsError, FsResult};
 use super::ranges::RangeSet;
 use super::read::{Version, fetch_range};
@@ -462,6 +462,27 @@ impl WriteHandle {
     }
 
     /// Attribute changes (chmod, chown, utimens) that ride along with the next commit.
+    /// Clears the file's set-ID bits as a change of content by a process that may not keep
+    /// them does (`attrs::without_setid`); committed with the content. No request: the mode is
+    /// this handle's or its base object's. Whether the mode changed.
+    pub fn drop_setid_bits(&mut self) -> bool {
+        let mode = self.attrs.mode.or_else(|| {
+            let base = self.base.as_ref()?;
+            MetaAttrs::parse(&base.metadata.user).mode
+        });
+        if let Some(mode) = mode
+            && without_setid(mode) != mode
+        {
+            self.set_attrs(&MetaAttrs {
+                mode: Some(without_setid(mode)),
+                ctime: Some(SystemTime::now()),
+                ..MetaAttrs::default()
+            });
+            return true;
+        }
+        false
+    }
+
     pub fn set_attrs(&mut self, change: &MetaAttrs) {
         self.attrs.merge(change);
         if change.mtime.is_some() || change.atime.is_some() {
