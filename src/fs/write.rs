@@ -461,7 +461,6 @@ impl WriteHandle {
         self.base.as_ref()
     }
 
-    /// Attribute changes (chmod, chown, utimens) that ride along with the next commit.
     /// Clears the file's set-ID bits as a change of content by a process that may not keep
     /// them does (`attrs::without_setid`); committed with the content. No request: the mode is
     /// this handle's or its base object's. Whether the mode changed.
@@ -483,6 +482,7 @@ impl WriteHandle {
         false
     }
 
+    /// Attribute changes (chmod, chown, utimens) that ride along with the next commit.
     pub fn set_attrs(&mut self, change: &MetaAttrs) {
         self.attrs.merge(change);
         if change.mtime.is_some() || change.atime.is_some() {
