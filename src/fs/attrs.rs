@@ -138,6 +138,11 @@ pub fn parse_mtime(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
+/// A decimal user-metadata value (mode, uid, gid, rdev).
+fn number(user: &BTreeMap<String, String>, key: &str) -> Option<u32> {
+    user.get(key).and_then(|v| v.trim().parse::<u32>().ok())
+}
+
 /// Whole seconds when there is no fraction (what cosfs and s3fs write), else `secs.nnnnnnnnn`.
 pub fn format_mtime(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -150,10 +155,10 @@ pub fn format_mtime(t: SystemTime) -> String {
 
 impl MetaAttrs {
     pub fn parse(user: &BTreeMap<String, String>) -> Self {
-        let num = |k: &str| user.get(k).and_then(|v| v.trim().parse::<u32>().ok());
+        let num = |k: &str| number(user, k);
         let time = |k: &str| user.get(k).and_then(|v| parse_mtime(v));
         MetaAttrs {
-            mode: num(META_MODE),
+            mode: Self::mode_of(user),
             uid: num(META_UID),
             gid: num(META_GID),
             mtime: time(META_MTIME),
@@ -164,6 +169,12 @@ impl MetaAttrs {
                 .get(super::xattr::META_XATTR)
                 .map(|h| super::xattr::decode(h)),
         }
+    }
+
+    /// The mode alone, as `parse` reads it (without decoding the rest, extended attributes
+    /// among them).
+    pub fn mode_of(user: &BTreeMap<String, String>) -> Option<u32> {
+        number(user, META_MODE)
     }
 
     /// Writes these attributes into `user`, leaving other metadata as it is.

@@ -463,17 +463,18 @@ impl WriteHandle {
 
     /// Clears the file's set-ID bits as a change of content by a process that may not keep
     /// them does (`attrs::without_setid`); committed with the content. No request: the mode is
-    /// this handle's or its base object's. Whether the mode changed.
+    /// this handle's or its base object's (every write of a user without CAP_FSETID asks, so
+    /// only the mode is read). Whether the mode changed.
     pub fn drop_setid_bits(&mut self) -> bool {
-        let mode = self.attrs.mode.or_else(|| {
-            let base = self.base.as_ref()?;
-            MetaAttrs::parse(&base.metadata.user).mode
-        });
-        if let Some(mode) = mode
-            && without_setid(mode) != mode
-        {
+        let mode =
+            (self.attrs.mode).or_else(|| MetaAttrs::mode_of(&self.base.as_ref()?.metadata.user));
+        let Some(mode) = mode else {
+            return false;
+        };
+        let cleared = without_setid(mode);
+        if cleared != mode {
             self.set_attrs(&MetaAttrs {
-                mode: Some(without_setid(mode)),
+                mode: Some(cleared),
                 ctime: Some(SystemTime::now()),
                 ..MetaAttrs::default()
             });
